@@ -1,0 +1,87 @@
+"""The local stack: real stand-ins for the TLC source, GCS, BigQuery, PostgreSQL and luigid.
+
+``python -m scripts.stack up`` starts what is missing, ``down`` stops everything, ``status``
+reports. Each service module exposes ``NAME``, ``start(stack) -> ServiceState`` (blocks, by
+polling, until the service answers) and ``healthy(state) -> bool``. The endpoints of the
+running services are written to ``<stack dir>/env`` as ``export`` lines for the shell and
+the pipeline (``. .stack/env``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from pathlib import Path
+from types import ModuleType
+
+from scripts.stack.base import StackDir, StackError, pid_alive, stop_pid
+
+# Start order matters: luigid last so everything it schedules can already reach its sinks.
+SERVICES = ("http", "gcs", "bigquery", "postgres")
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"scripts.stack.{name}")
+
+
+class Stack:
+    """A set of running services owned by one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = StackDir(Path(root))
+
+    def up(self, services: tuple[str, ...] = SERVICES) -> dict[str, str]:
+        state = self.dir.load_state()
+        for name in services:
+            mod = _module(name)
+            current = state.get(name)
+            if current and all(pid_alive(p) for p in current["pids"]) and mod.healthy(current):
+                continue
+            if current:
+                self._stop_one(name, current)
+            state[name] = mod.start(self.dir)
+            self.dir.save_state(state)
+        self.write_env(state)
+        return self.env(state)
+
+    def down(self) -> None:
+        state = self.dir.load_state()
+        for name in reversed(list(state)):
+            self._stop_one(name, state[name])
+            del state[name]
+            self.dir.save_state(state)
+        (self.dir.root / "env").unlink(missing_ok=True)
+
+    def _stop_one(self, name: str, current: dict) -> None:
+        mod = _module(name)
+        if hasattr(mod, "stop"):
+            mod.stop(self.dir, current)
+        for pid in reversed(current["pids"]):
+            stop_pid(pid)
+
+    def status(self) -> dict[str, bool]:
+        state = self.dir.load_state()
+        return {
+            name: all(pid_alive(p) for p in s["pids"]) and _module(name).healthy(s)
+            for name, s in state.items()
+        }
+
+    @staticmethod
+    def env(state: dict[str, dict]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for s in state.values():
+            env.update(s.get("env", {}))
+        return env
+
+    def write_env(self, state: dict[str, dict]) -> Path:
+        path = self.dir.root / "env"
+        lines = ["# Written by `python -m scripts.stack up`; source it: . .stack/env"]
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(self.env(state).items())]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return path
+
+
+__all__ = ["SERVICES", "Stack", "StackError"]
