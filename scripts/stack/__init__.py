@@ -61,10 +61,7 @@ class Stack:
 
     def status(self) -> dict[str, bool]:
         state = self.dir.load_state()
-        return {
-            name: all(pid_alive(p) for p in s["pids"]) and _module(name).healthy(s)
-            for name, s in state.items()
-        }
+        return {name: all(pid_alive(p) for p in s["pids"]) and _module(name).healthy(s) for name, s in state.items()}
 
     @staticmethod
     def env(state: dict[str, dict]) -> dict[str, str]:

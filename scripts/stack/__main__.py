@@ -13,8 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.stack", description=__doc__)
     parser.add_argument("action", choices=("up", "down", "status"))
     parser.add_argument("--dir", default=".stack", help="stack directory (default: .stack)")
-    parser.add_argument("--services", default=",".join(SERVICES),
-                        help=f"comma-separated subset of {','.join(SERVICES)}")
+    parser.add_argument(
+        "--services", default=",".join(SERVICES), help=f"comma-separated subset of {','.join(SERVICES)}"
+    )
     args = parser.parse_args(argv)
     stack = Stack(Path(args.dir))
     try:

@@ -8,6 +8,7 @@ shell that started it and two stacks (the user's and a test run's) never collide
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,8 +40,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0,
-               log: Path | None = None) -> None:
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0, log: Path | None = None) -> None:
     """Poll ``check`` until it is true; services are never waited for with a blind sleep."""
     deadline = time.monotonic() + timeout
     delay = 0.05
@@ -48,7 +48,7 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0,
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - a service that is still starting may raise anything
+        except Exception:  # noqa: BLE001, S110 - a service that is still starting may raise anything
             pass
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
@@ -87,16 +87,28 @@ class StackDir:
         tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
         tmp.replace(self.state_file)
 
-    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
-              cwd: Path | None = None, user: str | None = None) -> int:
+    def spawn(
+        self,
+        name: str,
+        cmd: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+    ) -> int:
         """Start ``cmd`` in its own session, logging to ``logs/<name>.log``; returns the pid."""
         log = self.path("logs", f"{name}.log")
         full_env = dict(os.environ)
         full_env.update(env or {})
         with open(log, "ab") as out:
-            proc = subprocess.Popen(  # noqa: S603 - commands are built by the stack, not users
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=full_env, cwd=cwd, start_new_session=True, user=user,
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+                user=user,
             )
         return proc.pid
 
@@ -128,8 +140,6 @@ def stop_pid(pid: int, timeout: float = 15.0) -> None:
         while time.monotonic() < deadline:
             if not pid_alive(pid):
                 return
-            try:  # reap our own children so they do not linger as zombies
+            with contextlib.suppress(ChildProcessError):  # reap our children: no zombies
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             time.sleep(0.05)

@@ -18,10 +18,10 @@ NAME = "http"
 def start(stack: StackDir) -> dict:
     root = stack.path("source", ".keep").parent
     port = free_port()
-    pid = stack.spawn(NAME, [sys.executable, "-m", "http.server", str(port),
-                             "--bind", "127.0.0.1", "--directory", str(root)])
-    state = {"pids": [pid], "port": port, "root": str(root),
-             "env": {"TLC_SOURCE_URL": f"http://127.0.0.1:{port}"}}
+    pid = stack.spawn(
+        NAME, [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)]
+    )
+    state = {"pids": [pid], "port": port, "root": str(root), "env": {"TLC_SOURCE_URL": f"http://127.0.0.1:{port}"}}
     wait_until(lambda: healthy(state), "HTTP source server", log=stack.log(NAME))
     return state
 

@@ -1,0 +1,14 @@
+"""tlc-luigi: NYC TLC trip records into a data lake and two warehouses, one month per task.
+
+``luigi --module tasks <Task> --color yellow --year 2021 --month 1`` loads this package,
+which exposes every task of the graph. Modules that do the work (fetch, convert, schema,
+months, rules) do not import luigi; the task modules only wire targets to them.
+"""
+
+from tasks import cli_errors
+from tasks.download import DownloadCSV
+from tasks.parquet import ParquetFile
+
+cli_errors.install()
+
+__all__ = ["DownloadCSV", "ParquetFile"]

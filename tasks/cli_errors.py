@@ -1,0 +1,32 @@
+"""One-line errors on the luigi CLI for the failures we raise on purpose.
+
+luigi logs every exception with its traceback. For a ``PipelineError`` (a bad month, a
+404, a changed header) the traceback only hides the one line the user needs, so this
+filter on luigi's logger drops it. Unexpected exceptions keep their traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tasks.errors import InvalidInput, PipelineError
+
+
+class OneLineErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, InvalidInput):  # raised while parsing the command line
+            record.msg = f"invalid input: {exc}"
+        elif isinstance(exc, PipelineError):
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+        if isinstance(exc, PipelineError):
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def install() -> None:
+    logger = logging.getLogger("luigi-interface")
+    if not any(isinstance(f, OneLineErrors) for f in logger.filters):
+        logger.addFilter(OneLineErrors())

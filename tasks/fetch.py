@@ -1,0 +1,181 @@
+"""Streaming download of one source month, verified before it is allowed to exist.
+
+The body is hashed and run through a gzip decoder while it streams to a temporary file, so
+a truncated transfer, a corrupt archive or an HTML error page served with status 200 is
+caught without a second pass, and the file is renamed into place only when the whole gzip
+stream checked out. Transient failures are retried with exponential backoff; a 404 is not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import http.client
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tasks.atomic import atomic_path
+from tasks.errors import CorruptSource, SourceError, SourceNotFound, TransientSourceError
+
+CHUNK = 1 << 20
+Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
+
+
+def month_file_name(color: str, year: int, month: int) -> str:
+    return f"{color}_tripdata_{year}-{month:02d}.csv.gz"
+
+
+def source_url(base_url: str, color: str, year: int, month: int) -> str:
+    """The release URL layout: ``{base}/{color}/{color}_tripdata_{YYYY}-{MM}.csv.gz``."""
+    return f"{base_url.rstrip('/')}/{color}/{month_file_name(color, year, month)}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials or query string, fit for logs and error messages."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@dataclass
+class DownloadRecord:
+    """What we fetched, kept beside the file: the lineage every later stage refers to."""
+
+    url: str
+    size: int
+    sha256: str
+    etag: str | None
+    last_modified: str | None
+    downloaded_at: str
+    attempts: int
+
+
+class _GzipVerifier:
+    """Decodes a gzip stream incrementally only to prove it is whole; output is discarded."""
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._inside_member = False
+        self.members = 0
+        self.uncompressed = 0
+
+    def feed(self, data: bytes) -> None:
+        while data:
+            self._inside_member = True
+            try:
+                self.uncompressed += len(self._d.decompress(data))
+            except zlib.error as exc:
+                raise CorruptSource(f"not a valid gzip stream ({exc})") from None
+            if not self._d.eof:
+                return
+            self.members += 1  # a multi-member gzip: the rest starts the next member
+            self._inside_member = False
+            data = self._d.unused_data
+            self._d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+    def finish(self) -> None:
+        if self.members == 0 or self._inside_member:
+            raise CorruptSource("gzip stream is truncated (ends before its last block)")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"{exc.reason}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _open(url: str, timeout: float) -> http.client.HTTPResponse:
+    headers = {"User-Agent": "tlc-luigi", "Accept-Encoding": "identity"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked in download()
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked in download()
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code in (404, 410):
+            raise SourceNotFound(f"not published: HTTP {exc.code} for {redact_url(url)}") from None
+        if exc.code >= 500 or exc.code in (408, 429):
+            raise TransientSourceError(_describe(exc)) from None
+        raise SourceError(f"source refused the download: {_describe(exc)} for {redact_url(url)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise TransientSourceError(_describe(exc)) from None
+
+
+def _fetch_once(url: str, dest: Path, timeout: float, progress: Progress | None) -> DownloadRecord:
+    with _open(url, timeout) as resp, atomic_path(dest) as tmp:
+        expected = resp.headers.get("Content-Length")
+        total = int(expected) if expected and expected.isdigit() else None
+        digest = hashlib.sha256()
+        verifier = _GzipVerifier()
+        size = 0
+        with open(tmp, "wb") as out:
+            while True:
+                try:
+                    chunk = resp.read(CHUNK)
+                except (http.client.IncompleteRead, OSError) as exc:
+                    raise TransientSourceError(f"connection lost after {size} bytes: {_describe(exc)}") from None
+                if not chunk:
+                    break
+                out.write(chunk)
+                digest.update(chunk)
+                verifier.feed(chunk)
+                size += len(chunk)
+                if progress:
+                    progress(size, total)
+        if total is not None and size != total:
+            raise TransientSourceError(f"short body: got {size} of {total} bytes")
+        verifier.finish()
+        return DownloadRecord(
+            url=redact_url(url),
+            size=size,
+            sha256=digest.hexdigest(),
+            etag=resp.headers.get("ETag"),
+            last_modified=resp.headers.get("Last-Modified"),
+            downloaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            attempts=0,
+        )
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    timeout: float = 60.0,
+    attempts: int = 4,
+    backoff: float = 1.0,
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> DownloadRecord:
+    """Fetch ``url`` into ``dest`` atomically; retry only what a retry can fix."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise SourceError(f"source URL must be http(s): {redact_url(url)}")
+    last = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            record = _fetch_once(url, dest, timeout, progress)
+        except TransientSourceError as exc:
+            last = str(exc)
+            if attempt < attempts:
+                delay = backoff * 2 ** (attempt - 1)
+                if log:
+                    log(f"attempt {attempt}/{attempts} failed ({last}); retrying in {delay:.1f}s")
+                time.sleep(delay)
+            continue
+        except CorruptSource as exc:
+            raise CorruptSource(f"{exc}: {redact_url(url)}") from None
+        record.attempts = attempt
+        return record
+    raise SourceError(f"source unreachable after {attempts} attempts: {last} for {redact_url(url)}")
+
+
+def record_dict(record: DownloadRecord) -> dict:
+    return asdict(record)

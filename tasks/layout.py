@@ -1,0 +1,32 @@
+"""Where each stage's output lives, locally and in the bucket: one function per artefact.
+
+The lake key carries the schema version, so Parquet files of two schema versions never
+overwrite or mix with each other; the same key is used on disk and as the GCS object name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.fetch import month_file_name
+from tasks.schema import SCHEMA_VERSION
+
+
+def raw_path(root: Path, color: str, year: int, month: int) -> Path:
+    return root / "raw" / color / month_file_name(color, year, month)
+
+
+def raw_meta_path(raw: Path) -> Path:
+    return raw.with_name(raw.name + ".meta.json")
+
+
+def lake_key(color: str, year: int, month: int) -> str:
+    return f"v{SCHEMA_VERSION}/{color}/{year}/{color}_tripdata_{year}-{month:02d}.parquet"
+
+
+def lake_path(root: Path, color: str, year: int, month: int) -> Path:
+    return root / "lake" / lake_key(color, year, month)
+
+
+def quality_path(parquet: Path) -> Path:
+    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".quality.json")

@@ -1,0 +1,56 @@
+"""Luigi parameters that refuse bad values at parse time, before the scheduler sees a task."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import luigi
+
+from tasks.months import COLORS, validate_color, validate_month, validate_month_number, validate_year
+
+
+class ColorParameter(luigi.Parameter):
+    def normalize(self, x: Any) -> str:
+        return validate_color(str(x))
+
+
+class YearParameter(luigi.IntParameter):
+    def normalize(self, x: Any) -> int:
+        return validate_year(int(x))
+
+
+class MonthParameter(luigi.IntParameter):
+    def normalize(self, x: Any) -> int:
+        return validate_month_number(int(x))
+
+
+class MonthTask(luigi.Task):
+    """A unit of work keyed by the source file's month; validates the month as a whole."""
+
+    color = ColorParameter(description=f"trip record color: {', '.join(COLORS)}")
+    year = YearParameter(description="year of the source file, 2009 onwards")
+    month = MonthParameter(description="month of the source file, 1-12")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        validate_month(self.year, self.month)
+
+    @property
+    def label(self) -> str:
+        return f"{self.color} {self.year}-{self.month:02d}"
+
+    def reporter(self, every_seconds: float = 1.0) -> Callable[[float, str], None]:
+        """Progress for the scheduler UI, throttled: each update is a scheduler RPC."""
+        last = [0.0]
+
+        def report(fraction: float, message: str) -> None:
+            now = time.monotonic()
+            if now - last[0] < every_seconds and fraction < 1.0:
+                return
+            last[0] = now
+            self.set_progress_percentage(round(min(max(fraction, 0.0), 1.0) * 100, 1))
+            self.set_status_message(f"{self.label}: {message}")
+
+        return report

@@ -1,0 +1,53 @@
+"""ParquetFile: the month in the canonical schema, with its quality report beside it."""
+
+from __future__ import annotations
+
+import luigi
+
+from tasks import layout, schema
+from tasks.atomic import read_json, write_json
+from tasks.convert import convert_month, parquet_rows
+from tasks.download import DownloadCSV
+from tasks.params import MonthTask
+from tasks.settings import cleaning, paths
+
+
+class ParquetFile(MonthTask):
+    """Convert the downloaded month; done when Parquet and report agree and match the config.
+
+    The report is written after the Parquet is in place, so a report always describes a
+    whole file; a Parquet without a report (a killed run) is rebuilt.
+    """
+
+    def requires(self) -> DownloadCSV:
+        return DownloadCSV(color=self.color, year=self.year, month=self.month)
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(layout.lake_path(paths().root(), self.color, self.year, self.month)))
+
+    def report(self) -> dict | None:
+        return read_json(layout.quality_path(layout.lake_path(paths().root(), self.color, self.year, self.month)))
+
+    def complete(self) -> bool:
+        path = layout.lake_path(paths().root(), self.color, self.year, self.month)
+        report = self.report()
+        if not report or not path.exists():
+            return False
+        return (
+            report.get("schema_version") == schema.SCHEMA_VERSION
+            and report.get("rules") == cleaning().rules().active()
+            and report.get("parquet", {}).get("size") == path.stat().st_size
+            and parquet_rows(path) == report.get("rows_written")
+        )
+
+    def run(self) -> None:
+        root = paths().root()
+        src = layout.raw_path(root, self.color, self.year, self.month)
+        dest = layout.lake_path(root, self.color, self.year, self.month)
+        report = convert_month(
+            src, dest, self.color, self.year, self.month, rules=cleaning().rules(), progress=self.reporter()
+        )
+        record = read_json(layout.raw_meta_path(src)) or {}
+        report["source"] = {k: record.get(k) for k in ("url", "size", "sha256", "etag", "last_modified")}
+        write_json(layout.quality_path(dest), report)
+        self.set_status_message(f"{self.label}: {report['rows_written']:,} rows written to {dest.name}")
