@@ -23,7 +23,7 @@ class Rules:
     fill_null_passenger_count: int | None = None  # Prefect seed: fillna(0)
 
     def active(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if v not in (False, None)}
+        return {k: v for k, v in asdict(self).items() if v is not False and v is not None}
 
     def check(self, column_names: list[str]) -> None:
         needs = {

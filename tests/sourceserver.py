@@ -1,0 +1,84 @@
+"""A real loopback HTTP server for the source, with faults injectable per file.
+
+It serves a directory like the release URLs and, for a path given a plan, misbehaves the
+way real servers do: status codes, a connection dropped mid-body, a stall, a lying
+Content-Length, an HTML page with status 200. Each plan step serves one request, so
+"two 500s, then the file" is ``["500", "500", "ok"]``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class SourceServer:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.plans: dict[str, list[str]] = {}
+        self.requests: list[str] = []
+        self.stall_seconds = 5.0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                plan = server.plans.get(self.path)
+                step = plan.pop(0) if plan else "ok"
+                server.serve(self, step)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def serve(self, h: BaseHTTPRequestHandler, step: str) -> None:
+        if step.isdigit():
+            h.send_response(int(step))
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        path = self.root / h.path.lstrip("/")
+        if not path.is_file():
+            h.send_response(404)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        body = path.read_bytes()
+        if step == "html200":
+            page = b"<!DOCTYPE html><html><body>Rate limit exceeded</body></html>"
+            h.send_response(200)
+            h.send_header("Content-Type", "text/html")
+            h.send_header("Content-Length", str(len(page)))
+            h.end_headers()
+            h.wfile.write(page)
+            return
+        h.send_response(200)
+        h.send_header("Content-Type", "application/gzip")
+        h.send_header("ETag", f'"{len(body)}-{int(path.stat().st_mtime)}"')
+        length = len(body) + 1000 if step == "long_length" else len(body)
+        h.send_header("Content-Length", str(length))
+        h.end_headers()
+        if step == "drop":  # half the body, then the connection goes away
+            h.wfile.write(body[: len(body) // 2])
+            h.wfile.flush()
+            h.close_connection = True
+            h.connection.shutdown(2)
+            return
+        if step == "stall":  # headers, then nothing for longer than the client's timeout
+            h.wfile.write(body[:100])
+            h.wfile.flush()
+            time.sleep(self.stall_seconds)
+            return
+        h.wfile.write(body)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
