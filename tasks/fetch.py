@@ -15,10 +15,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from isal import isal_zlib
 
 from tasks.atomic import atomic_path
 from tasks.errors import CorruptSource, SourceError, SourceNotFound, TransientSourceError
@@ -62,7 +63,7 @@ class _GzipVerifier:
     """Decodes a gzip stream incrementally only to prove it is whole; output is discarded."""
 
     def __init__(self) -> None:
-        self._d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._d = isal_zlib.decompressobj(isal_zlib.MAX_WBITS | 16)
         self._inside_member = False
         self.members = 0
         self.uncompressed = 0
@@ -72,14 +73,14 @@ class _GzipVerifier:
             self._inside_member = True
             try:
                 self.uncompressed += len(self._d.decompress(data))
-            except zlib.error as exc:
+            except isal_zlib.error as exc:
                 raise CorruptSource(f"not a valid gzip stream ({exc})") from None
             if not self._d.eof:
                 return
             self.members += 1  # a multi-member gzip: the rest starts the next member
             self._inside_member = False
             data = self._d.unused_data
-            self._d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            self._d = isal_zlib.decompressobj(isal_zlib.MAX_WBITS | 16)
 
     def finish(self) -> None:
         if self.members == 0 or self._inside_member:

@@ -1,0 +1,143 @@
+"""`make bench`: our tasks against the seeds' pandas approach, measured in the same run.
+
+Each contender runs in a child process of its own, timed with a monotonic clock; its peak
+RSS comes from ``wait4`` for that child alone, so one contender's memory never counts
+against another. Ratios, not absolute seconds, are the result: they hold across machines.
+
+Cases: DownloadCSV+ParquetFile vs. pandas read_csv(url) + to_datetime + to_parquet on a
+realistic yellow month (1,369,765 rows), then the same tasks on a month five times larger
+to show memory does not grow with the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.make_sample_data import month_path, write_month  # noqa: E402
+from scripts.stack import Stack  # noqa: E402
+
+ROWS = 1_369_765  # yellow 2021-01, the month the course loads
+BIG = (2021, 3)  # the 5x month is published as yellow 2021-03
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: float
+    peak_mb: float
+
+
+def measure(name: str, cmd: list[str], env: dict[str, str]) -> Result:
+    """Run ``cmd`` to completion; wall time and the peak RSS of that child alone."""
+    began = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.monotonic() - began
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.stderr.write(out.decode(errors="replace")[-3000:])
+        raise SystemExit(f"bench: {name} failed with exit code {proc.returncode}")
+    return Result(name, seconds, usage.ru_maxrss / 1024)
+
+
+def luigi_month(task: str, year: int, month: int, data: Path, env: dict[str, str]) -> list[str]:
+    shutil.rmtree(data, ignore_errors=True)
+    env["TLC_DATA_DIR"] = str(data)
+    luigi = Path(sys.executable).with_name("luigi")
+    return [
+        str(luigi),
+        "--module",
+        "tasks",
+        task,
+        "--color",
+        "yellow",
+        "--year",
+        str(year),
+        "--month",
+        str(month),
+        "--local-scheduler",
+        "--log-level",
+        "WARNING",
+    ]
+
+
+SEEDS = textwrap.dedent("""
+    # The course flow (seeds/000): fetch -> clean -> write_local, verbatim but for the paths.
+    import sys
+    import pandas as pd
+    url, out = sys.argv[1], sys.argv[2]
+    df = pd.read_csv(url)
+    df.tpep_pickup_datetime = pd.to_datetime(df.tpep_pickup_datetime)
+    df.tpep_dropoff_datetime = pd.to_datetime(df.tpep_dropoff_datetime)
+    df.to_parquet(out, compression="gzip")
+    print(len(df))
+""")
+
+
+def row(r: Result, base: Result | None = None) -> str:
+    ratio = f"{base.seconds / r.seconds:6.1f}x faster  {base.peak_mb / r.peak_mb:5.1f}x less memory" if base else ""
+    return f"  {r.name:<44} {r.seconds:8.2f} s  {r.peak_mb:8.0f} MB  {ratio}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=ROWS, help=f"rows of the 1x month (default {ROWS:,})")
+    parser.add_argument("--out", default="bench-out", help="work directory (default bench-out)")
+    parser.add_argument("--skip-big", action="store_true", help="skip the 5x month")
+    args = parser.parse_args()
+    out = (ROOT / args.out).resolve()
+
+    stack = Stack(out / "stack")
+    env = {**os.environ, **stack.up(("http",))}
+    source = Path(stack.dir.load_state()["http"]["root"])
+    months = [((2021, 1), args.rows)] + ([] if args.skip_big else [(BIG, 5 * args.rows)])
+    for (year, month), rows in months:
+        path = month_path(source, "yellow", year, month)
+        marker = path.with_name(path.name + f".rows-{rows}")
+        if not marker.exists():
+            print(f"generating yellow {year}-{month:02d} with {rows:,} rows ...", flush=True)
+            write_month(source, "yellow", year, month, rows=rows, seed=1)
+            marker.touch()
+    size_mb = month_path(source, "yellow", 2021, 1).stat().st_size / 1e6
+    url = f"{env['TLC_SOURCE_URL']}/yellow/yellow_tripdata_2021-01.csv.gz"
+
+    try:
+        print(f"\nCSV.gz -> Parquet, yellow 2021-01, {args.rows:,} rows ({size_mb:.1f} MB gzip), over loopback HTTP")
+        seeds = measure(
+            "seeds: pandas read_csv + to_parquet", [sys.executable, "-c", SEEDS, url, str(out / "seeds.parquet")], env
+        )
+        ours = measure(
+            "tlc-luigi: DownloadCSV + ParquetFile", luigi_month("ParquetFile", 2021, 1, out / "data", env), env
+        )
+        print(row(seeds))
+        print(row(ours, seeds))
+        if not args.skip_big:
+            big = measure(
+                f"tlc-luigi, 5x month ({5 * args.rows:,} rows)",
+                luigi_month("ParquetFile", *BIG, out / "data-big", env),
+                env,
+            )
+            print(row(big))
+            print(
+                f"  memory 5x month / 1x month: {big.peak_mb / ours.peak_mb:.2f}x "
+                f"(time {big.seconds / ours.seconds:.1f}x for 5x the rows)"
+            )
+    finally:
+        stack.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
