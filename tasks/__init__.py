@@ -8,7 +8,8 @@ months, rules) do not import luigi; the task modules only wire targets to them.
 from tasks import cli_errors
 from tasks.download import DownloadCSV
 from tasks.parquet import ParquetFile
+from tasks.wrappers import IngestMonth, IngestRange
 
 cli_errors.install()
 
-__all__ = ["DownloadCSV", "ParquetFile"]
+__all__ = ["DownloadCSV", "IngestMonth", "IngestRange", "ParquetFile"]

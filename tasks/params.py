@@ -8,6 +8,7 @@ from typing import Any
 
 import luigi
 
+from tasks.errors import InvalidInput
 from tasks.months import COLORS, validate_color, validate_month, validate_month_number, validate_year
 
 
@@ -16,12 +17,25 @@ class ColorParameter(luigi.Parameter):
         return validate_color(str(x))
 
 
+def _whole_number(what: str, text: str, allowed: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInput(f"{what} {text!r} is not valid: use {allowed}") from None
+
+
 class YearParameter(luigi.IntParameter):
+    def parse(self, x: str) -> int:
+        return _whole_number("year", x, "a year such as 2021")
+
     def normalize(self, x: Any) -> int:
         return validate_year(int(x))
 
 
 class MonthParameter(luigi.IntParameter):
+    def parse(self, x: str) -> int:
+        return _whole_number("month", x, "1-12")
+
     def normalize(self, x: Any) -> int:
         return validate_month_number(int(x))
 

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import luigi.configuration
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,4 +37,15 @@ def pipeline_env(tmp_path: Path, source: SourceServer, monkeypatch: pytest.Monke
     data = tmp_path / "data"
     monkeypatch.setenv("TLC_SOURCE_URL", source.url)
     monkeypatch.setenv("TLC_DATA_DIR", str(data))
+    config = luigi.configuration.get_config()
+    monkeypatch.setattr(config, "get", _overriding(config.get, {("tlc.source", "backoff_seconds"): "0.01"}))
     return data
+
+
+def _overriding(get, values: dict[tuple[str, str], str]):
+    """luigi.cfg lookups with a few keys replaced, for fast retries in tests."""
+
+    def lookup(section: str, option: str, *args, **kwargs):
+        return values.get((section, option)) or get(section, option, *args, **kwargs)
+
+    return lookup

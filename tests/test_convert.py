@@ -91,8 +91,11 @@ ROW_2021 = "1.0,2021-03-01 00:10:00,2021-03-01 00:20:00,1.0,1.50,1.0,N,142,43,2.
 
 @pytest.mark.parametrize(
     ("extra_header", "extra_value", "column"),
-    [("airport_fee", "1.25", "airport_fee"), ("Airport_fee", "1.25", "airport_fee"),
-     ("Airport_fee,cbd_congestion_fee", "1.25,0.75", "cbd_congestion_fee")],
+    [
+        ("airport_fee", "1.25", "airport_fee"),
+        ("Airport_fee", "1.25", "airport_fee"),
+        ("Airport_fee,cbd_congestion_fee", "1.25,0.75", "cbd_congestion_fee"),
+    ],
 )
 def test_yellow_later_layouts(tmp_path: Path, extra_header: str, extra_value: str, column: str) -> None:
     text = f"{YELLOW_2019},{extra_header}\n{ROW_2021},{extra_value}\n"
@@ -143,7 +146,10 @@ def test_cleaning_rules_are_counted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        (YELLOW_2019.replace("trip_distance", "trip_miles"), r"unexpected columns \['trip_miles'\]; missing columns \['trip_distance'\]"),
+        (
+            YELLOW_2019.replace("trip_distance", "trip_miles"),
+            r"unexpected columns \['trip_miles'\]; missing columns \['trip_distance'\]",
+        ),
         (YELLOW_2019.replace(",fare_amount", ""), r"missing columns \['fare_amount'\]"),
         (YELLOW_2019 + ",tip_percent", r"unexpected columns \['tip_percent'\]"),
     ],
@@ -174,7 +180,7 @@ def test_bad_values_fail_loudly(tmp_path: Path, row: str, message: str) -> None:
 
 def test_far_future_timestamp_is_kept_and_counted(tmp_path: Path) -> None:
     row = ROW_2021.replace("2021-03-01 00:10:00", "3019-03-01 00:10:00")
-    table, report = convert(tmp_path, gz(tmp_path, f"{YELLOW_2019}\n{row}\n"), "yellow", 2021, 3)
+    _, report = convert(tmp_path, gz(tmp_path, f"{YELLOW_2019}\n{row}\n"), "yellow", 2021, 3)
     assert report["out_of_month_pickups"] == 1 and report["pickup_max"].startswith("3019")
 
 

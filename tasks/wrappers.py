@@ -1,0 +1,74 @@
+"""Wrapper tasks over many months: the backfill and the scheduled catch-up.
+
+luigi's ``RangeMonthly`` clips to 13 months back and caps its task count by default, so a
+backfill of years would silently do part of the work; these wrappers enumerate exactly the
+months asked for, every one validated before anything is scheduled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import luigi
+
+from tasks.errors import InvalidInput
+from tasks.months import COLORS, month_span, parse_year_month, validate_color, validate_month
+from tasks.params import MonthTask
+from tasks.parquet import ParquetFile
+
+
+class IngestMonth(MonthTask):
+    """Everything one month needs, from the source to every sink."""
+
+    def requires(self) -> list[luigi.Task]:
+        return [ParquetFile(color=self.color, year=self.year, month=self.month)]
+
+    def complete(self) -> bool:
+        return all(t.complete() for t in luigi.task.flatten(self.requires()))
+
+    def run(self) -> None:
+        """Nothing of its own: done when its requirements are."""
+
+
+class IngestRange(luigi.WrapperTask):
+    """Ingest months of several colors: ``--start 2019-01 --stop 2021-07`` (stop INCLUSIVE)
+    or the course's parent-flow form ``--year 2021 --months 1,2,3``."""
+
+    colors = luigi.Parameter(default=",".join(COLORS), description=f"comma-separated, of {', '.join(COLORS)}")
+    start = luigi.OptionalParameter(default=None, description="first month, YYYY-MM")
+    stop = luigi.OptionalParameter(default=None, description="last month, YYYY-MM, inclusive (default: start)")
+    year = luigi.OptionalIntParameter(default=None, description="with --months: the year of the months")
+    months = luigi.OptionalParameter(default=None, description="with --year: comma-separated months, e.g. 1,2,3")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._months = list(self.month_list())  # validate now: before anything is scheduled
+
+    def color_list(self) -> list[str]:
+        colors = [validate_color(c.strip()) for c in self.colors.split(",") if c.strip()]
+        if not colors:
+            raise InvalidInput(f"colors {self.colors!r} is not valid: use some of {', '.join(COLORS)}")
+        return list(dict.fromkeys(colors))
+
+    def month_list(self) -> Iterator[tuple[int, int]]:
+        if (self.start is None) == (self.year is None):
+            raise InvalidInput("give either --start YYYY-MM [--stop YYYY-MM] or --year YYYY --months 1,2,3")
+        if self.start is not None:
+            first = parse_year_month(self.start)
+            last = parse_year_month(self.stop) if self.stop else first
+            if last < first:
+                raise InvalidInput(f"stop {self.stop} is before start {self.start}")
+            yield from month_span(first, last)
+            return
+        if not self.months:
+            raise InvalidInput("--year needs --months, e.g. --months 1,2,3")
+        try:
+            numbers = sorted({int(m) for m in self.months.split(",") if m.strip()})
+        except ValueError:
+            raise InvalidInput(f"months {self.months!r} is not valid: use numbers 1-12, e.g. 1,2,3") from None
+        for m in numbers:
+            yield validate_month(self.year, m)
+
+    def requires(self) -> list[IngestMonth]:
+        return [IngestMonth(color=c, year=y, month=m) for c in self.color_list() for y, m in self._months]
