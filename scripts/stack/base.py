@@ -83,8 +83,10 @@ class StackDir:
         return json.loads(self.state_file.read_text())
 
     def save_state(self, state: dict[str, dict]) -> None:
+        # 0600 like the env file: service env (e.g. PGPASSWORD) is part of the state.
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        tmp.chmod(0o600)
         tmp.replace(self.state_file)
 
     def spawn(
