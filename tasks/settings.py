@@ -56,3 +56,62 @@ class cleaning(luigi.Config):  # noqa: N801
             drop_out_of_month=self.drop_out_of_month,
             fill_null_passenger_count=self.fill_null_passenger_count,
         )
+
+
+class postgres(luigi.Config):  # noqa: N801
+    """Connection settings; libpq's own variables (PGHOST, PGPORT, ...) override them.
+
+    The password is deliberately not a setting: libpq reads PGPASSWORD or ~/.pgpass itself.
+    """
+
+    task_namespace = "tlc"
+    host = luigi.Parameter(default="localhost")
+    port = luigi.IntParameter(default=5432)
+    user = luigi.Parameter(default="tlc")
+    database = luigi.Parameter(default="tlc")
+    schema = luigi.Parameter(default="tlc", description="schema holding one table per color")
+    connect_timeout_seconds = luigi.IntParameter(default=10)
+
+    def dsn_parts(self) -> dict[str, str | int]:
+        return {
+            "host": env_or("PGHOST", self.host),
+            "port": int(env_or("PGPORT", str(self.port))),
+            "user": env_or("PGUSER", self.user),
+            "dbname": env_or("PGDATABASE", self.database),
+            "connect_timeout": self.connect_timeout_seconds,
+        }
+
+
+class gcs(luigi.Config):  # noqa: N801
+    """The lake bucket. STORAGE_EMULATOR_HOST (read by google-cloud-storage) selects an emulator."""
+
+    task_namespace = "tlc"
+    project = luigi.Parameter(default="tlc-local", description="GCP project (env TLC_GCP_PROJECT)")
+    bucket = luigi.Parameter(default="tlc-lake", description="bucket name (env TLC_GCS_BUCKET)")
+    prefix = luigi.Parameter(default="lake", description="object prefix of the lake layout")
+    location = luigi.Parameter(default="US", description="bucket location when it has to be created")
+    retry_seconds = luigi.FloatParameter(default=120.0, description="deadline for retrying one call")
+
+    def project_id(self) -> str:
+        return env_or("TLC_GCP_PROJECT", self.project)
+
+    def bucket_name(self) -> str:
+        return env_or("TLC_GCS_BUCKET", self.bucket)
+
+
+class bigquery(luigi.Config):  # noqa: N801
+    """The warehouse. TLC_BIGQUERY_ENDPOINT selects an emulator; unset means real BigQuery."""
+
+    task_namespace = "tlc"
+    project = luigi.Parameter(default="", description="project of the dataset (env TLC_BIGQUERY_PROJECT)")
+    dataset = luigi.Parameter(default="tlc", description="dataset holding one table per color")
+    location = luigi.Parameter(default="US")
+    endpoint = luigi.Parameter(default="", description="API endpoint (env TLC_BIGQUERY_ENDPOINT)")
+    retry_seconds = luigi.FloatParameter(default=120.0, description="deadline for retrying one call")
+    job_timeout_seconds = luigi.FloatParameter(default=600.0, description="longest a load or query may take")
+
+    def project_id(self) -> str:
+        return env_or("TLC_BIGQUERY_PROJECT", self.project) or gcs().project_id()
+
+    def api_endpoint(self) -> str:
+        return env_or("TLC_BIGQUERY_ENDPOINT", self.endpoint)
