@@ -6,10 +6,12 @@ months, rules) do not import luigi; the task modules only wire targets to them.
 """
 
 from tasks import cli_errors
+from tasks.bigquery import BigQueryTable
 from tasks.download import DownloadCSV
+from tasks.gcs import GCSObject
 from tasks.parquet import ParquetFile
 from tasks.wrappers import IngestMonth, IngestRange
 
 cli_errors.install()
 
-__all__ = ["DownloadCSV", "IngestMonth", "IngestRange", "ParquetFile"]
+__all__ = ["BigQueryTable", "DownloadCSV", "GCSObject", "IngestMonth", "IngestRange", "ParquetFile"]

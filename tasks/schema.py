@@ -33,7 +33,9 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("us"),
     "date": pa.date32(),
 }
-BIGQUERY_TYPES = {"int": "INT64", "float": "FLOAT64", "string": "STRING", "timestamp": "TIMESTAMP", "date": "DATE"}
+# TLC times are New York wall-clock with no zone: DATETIME in BigQuery, timestamp (without
+# time zone) in Postgres; labelling them UTC would be a lie.
+BIGQUERY_TYPES = {"int": "INT64", "float": "FLOAT64", "string": "STRING", "timestamp": "DATETIME", "date": "DATE"}
 POSTGRES_TYPES = {
     "int": "bigint",
     "float": "double precision",

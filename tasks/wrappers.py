@@ -12,6 +12,7 @@ from typing import Any
 
 import luigi
 
+from tasks.bigquery import BigQueryTable
 from tasks.errors import InvalidInput
 from tasks.months import COLORS, month_span, parse_year_month, validate_color, validate_month
 from tasks.params import MonthTask
@@ -22,7 +23,10 @@ class IngestMonth(MonthTask):
     """Everything one month needs, from the source to every sink."""
 
     def requires(self) -> list[luigi.Task]:
-        return [ParquetFile(color=self.color, year=self.year, month=self.month)]
+        return [
+            ParquetFile(color=self.color, year=self.year, month=self.month),
+            BigQueryTable(color=self.color, year=self.year, month=self.month),
+        ]
 
     def complete(self) -> bool:
         return all(t.complete() for t in luigi.task.flatten(self.requires()))

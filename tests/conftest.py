@@ -32,20 +32,53 @@ def source(source_dir: Path) -> Iterator[SourceServer]:
 
 
 @pytest.fixture
-def pipeline_env(tmp_path: Path, source: SourceServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+def cfg(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], str]:
+    """luigi.cfg as the tasks see it, with keys replaced per test: ``cfg[section, key] = value``."""
+    values: dict[tuple[str, str], str] = {("tlc.source", "backoff_seconds"): "0.01"}
+    config = luigi.configuration.get_config()
+    original = config.get
+
+    def lookup(section: str, option: str, *args, **kwargs):
+        value = values.get((section, option))
+        return value if value is not None else original(section, option, *args, **kwargs)
+
+    monkeypatch.setattr(config, "get", lookup)
+    return values
+
+
+@pytest.fixture
+def pipeline_env(
+    tmp_path: Path, source: SourceServer, monkeypatch: pytest.MonkeyPatch, cfg: dict[tuple[str, str], str]
+) -> Path:
     """Point the pipeline at the loopback source and a fresh data dir; fast retries."""
     data = tmp_path / "data"
     monkeypatch.setenv("TLC_SOURCE_URL", source.url)
     monkeypatch.setenv("TLC_DATA_DIR", str(data))
-    config = luigi.configuration.get_config()
-    monkeypatch.setattr(config, "get", _overriding(config.get, {("tlc.source", "backoff_seconds"): "0.01"}))
     return data
 
 
-def _overriding(get, values: dict[tuple[str, str], str]):
-    """luigi.cfg lookups with a few keys replaced, for fast retries in tests."""
+@pytest.fixture(scope="session")
+def gcp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """fake-gcs-server and bqemulator, started once for the session (about 3 s)."""
+    from scripts.stack import Stack
 
-    def lookup(section: str, option: str, *args, **kwargs):
-        return values.get((section, option)) or get(section, option, *args, **kwargs)
+    stack = Stack(tmp_path_factory.mktemp("gcp-stack"))
+    try:
+        yield stack.up(("gcs", "bigquery"))
+    finally:
+        stack.down()
 
-    return lookup
+
+@pytest.fixture
+def gcp_env(
+    gcp_stack: dict[str, str], monkeypatch: pytest.MonkeyPatch, cfg: dict[tuple[str, str], str], request
+) -> dict[str, str]:
+    """The emulators' endpoints, and a bucket and dataset of this test's own."""
+    for key, value in gcp_stack.items():
+        monkeypatch.setenv(key, value)
+    suffix = f"{abs(hash(request.node.nodeid)) % 10**8:08d}"
+    monkeypatch.setenv("TLC_GCS_BUCKET", f"tlc-test-{suffix}")
+    cfg["tlc.bigquery", "dataset"] = f"tlc_test_{suffix}"
+    cfg["tlc.gcs", "retry_seconds"] = "5"
+    cfg["tlc.bigquery", "retry_seconds"] = "5"
+    return {"bucket": f"tlc-test-{suffix}", "dataset": f"tlc_test_{suffix}"}

@@ -1,0 +1,58 @@
+"""BigQueryTable: the month in the warehouse table of its color, loaded from the lake."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tasks.gcs import GCSObject
+from tasks.params import MonthTask
+from tasks.parquet import ParquetFile
+from tasks.settings import bigquery
+
+if TYPE_CHECKING:
+    from tasks.warehouse import Warehouse
+
+
+class BigQueryTable(MonthTask):
+    """Load the month from its ``gs://`` object; done when BigQuery holds exactly its rows.
+
+    Complete means: the month's row count in BigQuery equals the Parquet's, and the load
+    marker names the same Parquet (sha256), so a rebuilt Parquet is loaded again.
+    """
+
+    def requires(self) -> GCSObject:
+        return GCSObject(color=self.color, year=self.year, month=self.month)
+
+    def _parquet_report(self) -> dict | None:
+        return ParquetFile(color=self.color, year=self.year, month=self.month).report()
+
+    def warehouse(self) -> Warehouse:
+        from tasks import gcp, warehouse
+
+        cfg = bigquery()
+        client = gcp.bigquery_client(cfg.project_id(), cfg.api_endpoint(), cfg.location)
+        return warehouse.Warehouse(client, cfg.dataset, cfg.retry_seconds, cfg.job_timeout_seconds)
+
+    def complete(self) -> bool:
+        report = self._parquet_report()
+        if not report:
+            return False
+        rows, marker_rows, marker_sha = self.warehouse().month_state(self.color, self.year, self.month)
+        expected = report["rows_written"]
+        return rows == expected and marker_rows == expected and marker_sha == report["parquet"]["sha256"]
+
+    def run(self) -> None:
+        report = self._parquet_report() or {}
+        wh = self.warehouse()
+        self.set_status_message(f"{self.label}: loading {report['rows_written']:,} rows from {self.requires().uri()}")
+        wh.ensure(self.color, bigquery().location)
+        loaded = wh.load_month(
+            self.color,
+            self.year,
+            self.month,
+            self.requires().uri(),
+            report["rows_written"],
+            report["parquet"]["sha256"],
+        )
+        self.set_progress_percentage(100)
+        self.set_status_message(f"{self.label}: {loaded:,} rows in {wh.table_id(self.color)}")

@@ -1,0 +1,67 @@
+"""Google clients, built the same way for real GCP and for the local emulators.
+
+Real GCP: Application Default Credentials, nothing else. Emulators: selected by endpoint
+settings alone (``STORAGE_EMULATOR_HOST``, ``TLC_BIGQUERY_ENDPOINT``), with anonymous
+credentials. Every call gets a bounded retry deadline so a dead endpoint fails in seconds
+or minutes as configured, not after the libraries' ten-minute default, and every failure
+becomes one ``SinkError`` line that names the operation but carries no credential.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery, storage
+from google.cloud.storage import retry as _storage_retry  # noqa: F401 - makes storage.retry importable
+from requests import exceptions as rexc
+
+from tasks.errors import SinkError
+
+
+def storage_client(project: str) -> storage.Client:
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        return storage.Client(
+            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator}
+        )
+    return storage.Client(project=project)
+
+
+def bigquery_client(project: str, endpoint: str, location: str) -> bigquery.Client:
+    if endpoint:
+        return bigquery.Client(
+            project=project,
+            location=location,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": endpoint},
+        )
+    return bigquery.Client(project=project, location=location)
+
+
+def storage_retry(seconds: float) -> Retry:
+    return storage.retry.DEFAULT_RETRY.with_timeout(seconds)
+
+
+def bigquery_retry(seconds: float) -> Retry:
+    return bigquery.DEFAULT_RETRY.with_timeout(seconds)
+
+
+@contextmanager
+def sink_errors(what: str) -> Iterator[None]:
+    """Turn client failures into one line: the operation, the error class, its first line."""
+    try:
+        yield
+    except SinkError:
+        raise
+    except (gexc.GoogleAPIError, rexc.RequestException, TimeoutError, ConnectionError) as exc:
+        cause = exc
+        if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+            cause = exc.cause
+        text = (getattr(cause, "message", None) or str(cause)).strip().splitlines()
+        detail = text[0][:300] if text else ""
+        raise SinkError(f"{what} failed: {type(cause).__name__}: {detail}") from None

@@ -1,0 +1,57 @@
+"""GCSObject: the month's Parquet in the lake bucket, with its lineage as object metadata."""
+
+from __future__ import annotations
+
+from tasks import layout
+from tasks.params import MonthTask
+from tasks.parquet import ParquetFile
+from tasks.settings import gcs, paths
+
+
+class GCSObject(MonthTask):
+    """Upload ``{prefix}/v{schema}/{color}/{YYYY}/{color}_tripdata_{YYYY}-{MM}.parquet``.
+
+    Done only when the remote object's md5 equals the local Parquet's recorded md5, so a
+    deleted, truncated or overwritten object is noticed and uploaded again.
+    """
+
+    def requires(self) -> ParquetFile:
+        return ParquetFile(color=self.color, year=self.year, month=self.month)
+
+    def object_name(self) -> str:
+        return f"{gcs().prefix.strip('/')}/{layout.lake_key(self.color, self.year, self.month)}"
+
+    def uri(self) -> str:
+        return f"gs://{gcs().bucket_name()}/{self.object_name()}"
+
+    def complete(self) -> bool:
+        report = self.requires().report()
+        if not report or not self.requires().complete():
+            return False
+        from tasks import gcp, lake  # google clients load only when a sink is used
+
+        cfg = gcs()
+        bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
+        parquet = report["parquet"]
+        return lake.object_matches(bucket, self.object_name(), parquet["md5"], parquet["size"], cfg.retry_seconds)
+
+    def run(self) -> None:
+        from tasks import gcp, lake
+
+        cfg = gcs()
+        report = self.requires().report() or {}
+        path = layout.lake_path(paths().root(), self.color, self.year, self.month)
+        self.set_status_message(f"{self.label}: uploading {path.stat().st_size / 1e6:.1f} MB to {self.uri()}")
+        bucket = lake.ensure_bucket(
+            gcp.storage_client(cfg.project_id()), cfg.bucket_name(), cfg.location, cfg.retry_seconds
+        )
+        metadata = {
+            "rows": str(report["rows_written"]),
+            "schema_version": str(report["schema_version"]),
+            "source_sha256": str(report.get("source", {}).get("sha256")),
+            "parquet_sha256": report["parquet"]["sha256"],
+            "source_month": f"{self.year}-{self.month:02d}",
+        }
+        lake.upload(bucket, self.object_name(), path, report["parquet"]["md5"], metadata, cfg.retry_seconds)
+        self.set_progress_percentage(100)
+        self.set_status_message(f"{self.label}: {self.uri()} verified (md5)")

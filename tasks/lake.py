@@ -1,0 +1,64 @@
+"""The GCS data lake: one object per month, verified by checksum, never half-replaced.
+
+An object is trusted only when its md5 (computed by GCS) equals the md5 recorded when the
+Parquet was written; a truncated, replaced or foreign object fails that test and is
+replaced. Uploads are create-only (``if_generation_match=0``), so two writers cannot both
+win; a stale object is deleted by generation first.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from tasks.errors import SinkError
+from tasks.gcp import sink_errors, storage_retry
+
+
+def md5_b64(md5_hex: str) -> str:
+    """GCS reports md5 as base64 of the raw digest; reports keep hex."""
+    return base64.b64encode(bytes.fromhex(md5_hex)).decode()
+
+
+def ensure_bucket(client: storage.Client, name: str, location: str, retry_seconds: float) -> storage.Bucket:
+    retry = storage_retry(retry_seconds)
+    with sink_errors(f"GCS bucket gs://{name}"):
+        try:
+            return client.get_bucket(name, retry=retry)
+        except gexc.NotFound:
+            try:
+                return client.create_bucket(name, location=location, retry=retry)
+            except gexc.Conflict:  # created by a concurrent worker meanwhile
+                return client.get_bucket(name, retry=retry)
+
+
+def object_matches(bucket: storage.Bucket, name: str, md5_hex: str, size: int, retry_seconds: float) -> bool:
+    with sink_errors(f"GCS read of gs://{bucket.name}/{name}"):
+        blob = bucket.get_blob(name, retry=storage_retry(retry_seconds))
+    return blob is not None and blob.md5_hash == md5_b64(md5_hex) and blob.size == size
+
+
+def upload(
+    bucket: storage.Bucket, name: str, path: Path, md5_hex: str, metadata: dict[str, str], retry_seconds: float
+) -> storage.Blob:
+    """Put ``path`` at ``name`` unless an identical object is there; verify what landed."""
+    retry = storage_retry(retry_seconds)
+    where = f"gs://{bucket.name}/{name}"
+    with sink_errors(f"GCS upload to {where}"):
+        existing = bucket.get_blob(name, retry=retry)
+        if existing is not None:
+            if existing.md5_hash == md5_b64(md5_hex):
+                return existing
+            existing.delete(if_generation_match=existing.generation, retry=retry)
+        blob = bucket.blob(name)
+        blob.metadata = metadata
+        blob.content_type = "application/vnd.apache.parquet"
+        # checksum="md5": the client compares GCS's digest of the received bytes with its own.
+        blob.upload_from_filename(str(path), if_generation_match=0, checksum="md5", retry=retry)
+        landed = bucket.get_blob(name, retry=retry)
+    if landed is None or landed.md5_hash != md5_b64(md5_hex):
+        raise SinkError(f"GCS object {where} does not match the local Parquet after upload")
+    return landed

@@ -1,0 +1,125 @@
+"""BigQuery: one table per color, a month replaced as a unit, by load jobs only.
+
+Mechanism (works on real BigQuery and on bqemulator, which rejects ``table$YYYYMM``
+decorators and ``MERGE ... INSERT ROW``):
+1. a load job takes the month's Parquet from its ``gs://`` URI into a staging table of its
+   own (WRITE_TRUNCATE, explicit schema): rows never stream through this process;
+2. the staging row count is checked against the Parquet's;
+3. one multi-statement transaction deletes the month (``WHERE source_month = ...``), inserts
+   the staging rows and records the load in ``_loads``; it commits whole or not at all, so
+   readers never see a half-loaded month and a failed load leaves the previous one intact;
+4. the staging table is dropped.
+The table is partitioned by month on ``source_month`` (the source file's month, not the
+pickup time, which strays across months), so step 3 touches one partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+
+from tasks import schema
+from tasks.errors import SinkError
+from tasks.gcp import bigquery_retry, sink_errors
+from tasks.identifiers import identifier, table_name
+from tasks.months import validate_color
+
+MARKERS = "_loads"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def table_schema(color: str) -> list[bigquery.SchemaField]:
+    return [bigquery.SchemaField(name, kind) for name, kind in schema.bigquery_fields(color)]
+
+
+def _marker_schema() -> list[bigquery.SchemaField]:
+    return [
+        bigquery.SchemaField("color", "STRING"),
+        bigquery.SchemaField("source_month", "DATE"),
+        bigquery.SchemaField("rows", "INT64"),
+        bigquery.SchemaField("parquet_sha256", "STRING"),
+        bigquery.SchemaField("loaded_at", "TIMESTAMP"),
+    ]
+
+
+class Warehouse:
+    """One dataset of the warehouse, with bounded retries on every call."""
+
+    def __init__(self, client: bigquery.Client, dataset: str, retry_seconds: float, job_timeout: float) -> None:
+        self.client = client
+        self.dataset = f"{client.project}.{identifier(dataset, 'dataset')}"
+        self.retry = bigquery_retry(retry_seconds)
+        self.job_timeout = job_timeout
+
+    def table_id(self, color: str, suffix: str = "") -> str:
+        return f"{self.dataset}.{table_name(validate_color(color), suffix=suffix)}"
+
+    def ensure(self, color: str, location: str) -> None:
+        """Dataset, the color's table and the marker table: created if missing, idempotently."""
+        with sink_errors(f"BigQuery set-up of {self.dataset}"):
+            ds = bigquery.Dataset(self.dataset)
+            ds.location = location
+            self.client.create_dataset(ds, exists_ok=True, retry=self.retry)
+            table = bigquery.Table(self.table_id(color), schema=table_schema(color))
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.MONTH, field=schema.SOURCE_MONTH
+            )
+            self.client.create_table(table, exists_ok=True, retry=self.retry)
+            markers = bigquery.Table(f"{self.dataset}.{MARKERS}", schema=_marker_schema())
+            self.client.create_table(markers, exists_ok=True, retry=self.retry)
+
+    def _query(self, sql: str) -> list[bigquery.Row]:
+        job = self.client.query(sql, retry=self.retry, job_retry=None)
+        return list(job.result(retry=self.retry, timeout=self.job_timeout))
+
+    def month_state(self, color: str, year: int, month: int) -> tuple[int, int | None, str | None]:
+        """(rows in the table, rows in the marker, Parquet sha256 in the marker) for a month."""
+        day = dt.date(year, month, 1).isoformat()
+        sql = f"""
+            SELECT
+              (SELECT COUNT(*) FROM `{self.table_id(color)}` WHERE source_month = DATE '{day}') AS n,
+              (SELECT MAX(rows) FROM `{self.dataset}.{MARKERS}`
+                 WHERE color = '{validate_color(color)}' AND source_month = DATE '{day}') AS marker_rows,
+              (SELECT MAX(parquet_sha256) FROM `{self.dataset}.{MARKERS}`
+                 WHERE color = '{color}' AND source_month = DATE '{day}') AS marker_sha
+        """
+        with sink_errors(f"BigQuery state of {color} {year}-{month:02d}"):
+            try:
+                row = self._query(sql)[0]
+            except gexc.NotFound:
+                return 0, None, None
+        return int(row["n"]), row["marker_rows"], row["marker_sha"]
+
+    def load_month(self, color: str, year: int, month: int, uri: str, expected_rows: int, parquet_sha256: str) -> int:
+        if not _SHA256.fullmatch(parquet_sha256):
+            raise SinkError(f"refusing to load {uri}: recorded sha256 {parquet_sha256!r} is malformed")
+        staging = self.table_id(color, suffix=f"_{year}_{month:02d}_staging")
+        day = dt.date(year, month, 1).isoformat()
+        where = f"BigQuery load of {color} {year}-{month:02d} from {uri}"
+        with sink_errors(where):
+            try:
+                config = bigquery.LoadJobConfig(
+                    source_format=bigquery.SourceFormat.PARQUET,
+                    write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+                    schema=table_schema(color),
+                )
+                job = self.client.load_table_from_uri(uri, staging, job_config=config, retry=self.retry)
+                job.result(retry=self.retry, timeout=self.job_timeout)
+                staged = int(self._query(f"SELECT COUNT(*) AS n FROM `{staging}`")[0]["n"])
+                if staged != expected_rows:
+                    raise SinkError(f"{where}: staged {staged} rows, the Parquet has {expected_rows}")
+                self._query(f"""
+                    BEGIN TRANSACTION;
+                    DELETE FROM `{self.table_id(color)}` WHERE source_month = DATE '{day}';
+                    INSERT INTO `{self.table_id(color)}` SELECT * FROM `{staging}`;
+                    DELETE FROM `{self.dataset}.{MARKERS}` WHERE color = '{color}' AND source_month = DATE '{day}';
+                    INSERT INTO `{self.dataset}.{MARKERS}` (color, source_month, rows, parquet_sha256, loaded_at)
+                      VALUES ('{color}', DATE '{day}', {int(expected_rows)}, '{parquet_sha256}', CURRENT_TIMESTAMP());
+                    COMMIT TRANSACTION;
+                """)
+            finally:
+                self.client.delete_table(staging, not_found_ok=True, retry=self.retry)
+        return staged

@@ -1,0 +1,151 @@
+"""GCSObject and BigQueryTable with the real Google clients against fake-gcs-server and bqemulator."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from scripts.make_sample_data import write_month
+from tasks import BigQueryTable, GCSObject, ParquetFile, gcp, layout
+from tasks.errors import SinkError
+from tasks.lake import md5_b64
+from tasks.settings import bigquery, gcs
+from tests.luigirun import run
+from tests.sourceserver import SourceServer
+
+MONTHS = [("yellow", 2021, 1), ("yellow", 2021, 2), ("green", 2021, 1)]
+
+
+@pytest.fixture
+def published(source_dir: Path) -> None:
+    for color, year, month in MONTHS:
+        write_month(source_dir, color, year, month, rows=2500, seed=3)
+
+
+def bucket():
+    return gcp.storage_client(gcs().project_id()).bucket(gcs().bucket_name())
+
+
+def counts(task: BigQueryTable) -> dict:
+    wh = task.warehouse()
+    rows = wh._query(f"SELECT source_month, COUNT(*) AS n FROM `{wh.table_id(task.color)}` GROUP BY 1")
+    return {r["source_month"].strftime("%Y-%m"): r["n"] for r in rows}
+
+
+def parquet_of(data: Path, color: str, year: int, month: int) -> pa.Table:
+    return pq.read_table(layout.lake_path(data, color, year, month))
+
+
+def test_months_land_in_lake_and_warehouse_then_rerun_is_noop(
+    pipeline_env: Path, gcp_env: dict, source: SourceServer, published: None
+) -> None:
+    tasks = [BigQueryTable(color=c, year=y, month=m) for c, y, m in MONTHS]
+    assert run(tasks, workers=2).ok
+    for color, year, month in MONTHS:
+        report = ParquetFile(color=color, year=year, month=month).report()
+        blob = bucket().get_blob(GCSObject(color=color, year=year, month=month).object_name())
+        assert blob.md5_hash == md5_b64(report["parquet"]["md5"]) and blob.size == report["parquet"]["size"]
+        assert blob.metadata["rows"] == str(report["rows_written"])
+        assert blob.metadata["parquet_sha256"] == report["parquet"]["sha256"]
+    yellow = BigQueryTable(color="yellow", year=2021, month=1)
+    assert counts(yellow) == {"2021-01": 2500, "2021-02": 2500}
+    assert counts(BigQueryTable(color="green", year=2021, month=1)) == {"2021-01": 2500}
+
+    wh = yellow.warehouse()
+    table = wh.client.get_table(wh.table_id("yellow"))
+    types = {f.name: f.field_type for f in table.schema}
+    assert types["pickup_datetime"] == "DATETIME" and types["vendor_id"] in ("INTEGER", "INT64")
+    assert types["source_month"] == "DATE" and types["total_amount"] in ("FLOAT", "FLOAT64")
+    assert table.time_partitioning.field == "source_month"
+    local = parquet_of(pipeline_env, "yellow", 2021, 1)
+    [row] = wh._query(
+        f"SELECT SUM(total_amount) AS total, COUNTIF(vendor_id IS NULL) AS null_vendor, MIN(pickup_datetime) AS first "
+        f"FROM `{wh.table_id('yellow')}` WHERE source_month = DATE '2021-01-01'"
+    )
+    assert row["total"] == pytest.approx(pc.sum(local.column("total_amount")).as_py())
+    assert row["null_vendor"] == local.column("vendor_id").null_count
+    assert row["first"] == pc.min(local.column("pickup_datetime")).as_py()
+
+    markers = wh._query(f"SELECT color, source_month, loaded_at FROM `{wh.dataset}._loads`")
+    again = run(tasks)
+    assert again.ok and again.ran == set()
+    assert wh._query(f"SELECT color, source_month, loaded_at FROM `{wh.dataset}._loads`") == markers
+
+
+@pytest.mark.parametrize("damage", ["overwrite", "delete", "truncate"])
+def test_damaged_remote_object_is_uploaded_again(
+    pipeline_env: Path, gcp_env: dict, source: SourceServer, published: None, damage: str
+) -> None:
+    task = GCSObject(color="yellow", year=2021, month=1)
+    assert run([task]).ok
+    blob = bucket().blob(task.object_name())
+    good = blob.download_as_bytes()
+    if damage == "delete":
+        blob.delete()
+    else:
+        blob.upload_from_string(b"junk" if damage == "overwrite" else good[: len(good) // 2])
+    assert not task.complete()
+    result = run([task])
+    assert result.ok and task.task_id in result.ran
+    assert bucket().blob(task.object_name()).download_as_bytes() == good
+
+
+def test_forced_reload_of_one_month_leaves_both_months_exact(
+    pipeline_env: Path, gcp_env: dict, source: SourceServer, published: None
+) -> None:
+    jan, feb = (BigQueryTable(color="yellow", year=2021, month=m) for m in (1, 2))
+    assert run([jan, feb]).ok
+    wh = jan.warehouse()
+    wh._query(f"DELETE FROM `{wh.dataset}._loads` WHERE source_month = DATE '2021-01-01'")
+    assert not jan.complete() and feb.complete()
+    result = run([jan, feb])
+    assert result.ok and result.ran == {jan.task_id}
+    assert counts(jan) == {"2021-01": 2500, "2021-02": 2500}
+
+
+def test_failing_load_leaves_the_previous_month_intact(
+    pipeline_env: Path, gcp_env: dict, source: SourceServer, published: None, tmp_path: Path
+) -> None:
+    jan = BigQueryTable(color="yellow", year=2021, month=1)
+    assert run([jan]).ok
+    wh = jan.warehouse()
+    before = wh.month_state("yellow", 2021, 1)
+    sha = before[2]
+    # A Parquet of the wrong shape: the load job itself fails.
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"x": [1, 2, 3]}), bad)
+    bucket().blob("bad/bad.parquet").upload_from_filename(str(bad))
+    with pytest.raises(SinkError, match="BigQuery load of yellow 2021-01"):
+        wh.load_month("yellow", 2021, 1, f"gs://{gcp_env['bucket']}/bad/bad.parquet", 3, sha)
+    # The right file, but fewer rows than the Parquet promised: refused before the swap.
+    with pytest.raises(SinkError, match="staged 2500 rows, the Parquet has 2501"):
+        wh.load_month("yellow", 2021, 1, GCSObject(color="yellow", year=2021, month=1).uri(), 2501, sha)
+    assert wh.month_state("yellow", 2021, 1) == before
+    assert jan.complete()
+    tables = {t.table_id for t in wh.client.list_tables(wh.dataset)}
+    assert tables == {"yellow_tripdata", "_loads"}  # no staging table left behind
+
+
+@pytest.mark.parametrize("service", ["gcs", "bigquery"])
+def test_emulator_down_gives_a_clear_error_after_bounded_retries(
+    pipeline_env: Path, gcp_env: dict, source: SourceServer, published: None, monkeypatch, cfg, service: str
+) -> None:
+    assert run([ParquetFile(color="yellow", year=2021, month=1)]).ok
+    if service == "gcs":
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
+        task, message = GCSObject(color="yellow", year=2021, month=1), "GCS read of gs://"
+    else:
+        monkeypatch.setenv("TLC_BIGQUERY_ENDPOINT", "http://127.0.0.1:9")
+        task, message = BigQueryTable(color="yellow", year=2021, month=1), "BigQuery state of yellow 2021-01"
+    cfg["tlc.gcs", "retry_seconds"] = cfg["tlc.bigquery", "retry_seconds"] = "2"
+    began = time.monotonic()
+    with pytest.raises(SinkError, match=f"{message}.* failed: ConnectionError") as err:
+        task.complete()
+    assert time.monotonic() - began < 15
+    assert "\n" not in str(err.value)
+    assert bigquery().retry_seconds == 2.0
