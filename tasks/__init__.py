@@ -10,8 +10,8 @@ from tasks.bigquery import BigQueryTable
 from tasks.download import DownloadCSV
 from tasks.gcs import GCSObject
 from tasks.parquet import ParquetFile
-from tasks.wrappers import IngestMonth, IngestRange
+from tasks.wrappers import IngestCatchUp, IngestMonth, IngestRange
 
 cli_errors.install()
 
-__all__ = ["BigQueryTable", "DownloadCSV", "GCSObject", "IngestMonth", "IngestRange", "ParquetFile"]
+__all__ = ["BigQueryTable", "DownloadCSV", "GCSObject", "IngestCatchUp", "IngestMonth", "IngestRange", "ParquetFile"]

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from isal import isal_zlib
 
@@ -25,6 +26,7 @@ from tasks.atomic import atomic_path
 from tasks.errors import CorruptSource, SourceError, SourceNotFound, TransientSourceError
 
 CHUNK = 1 << 20
+T = TypeVar("T")
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
 
 
@@ -95,9 +97,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _open(url: str, timeout: float) -> http.client.HTTPResponse:
+def _open(url: str, timeout: float, method: str = "GET") -> http.client.HTTPResponse:
     headers = {"User-Agent": "tlc-luigi", "Accept-Encoding": "identity"}
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked in download()
+    request = urllib.request.Request(url, headers=headers, method=method)  # noqa: S310 - scheme checked
     try:
         return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked in download()
     except urllib.error.HTTPError as exc:
@@ -146,6 +148,29 @@ def _fetch_once(url: str, dest: Path, timeout: float, progress: Progress | None)
         )
 
 
+def _check_scheme(url: str) -> None:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise SourceError(f"source URL must be http(s): {redact_url(url)}")
+
+
+def _retrying(
+    action: Callable[[], T], url: str, attempts: int, backoff: float, log: Callable[[str], None] | None
+) -> tuple[T, int]:
+    """Run ``action`` until it succeeds, retrying transient failures with exponential backoff."""
+    last = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action(), attempt
+        except TransientSourceError as exc:
+            last = str(exc)
+            if attempt < attempts:
+                delay = backoff * 2 ** (attempt - 1)
+                if log:
+                    log(f"attempt {attempt}/{attempts} failed ({last}); retrying in {delay:.1f}s")
+                time.sleep(delay)
+    raise SourceError(f"source unreachable after {attempts} attempts: {last} for {redact_url(url)}")
+
+
 def download(
     url: str,
     dest: Path,
@@ -157,25 +182,27 @@ def download(
     log: Callable[[str], None] | None = None,
 ) -> DownloadRecord:
     """Fetch ``url`` into ``dest`` atomically; retry only what a retry can fix."""
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise SourceError(f"source URL must be http(s): {redact_url(url)}")
-    last = ""
-    for attempt in range(1, attempts + 1):
+    _check_scheme(url)
+    try:
+        record, used = _retrying(lambda: _fetch_once(url, dest, timeout, progress), url, attempts, backoff, log)
+    except CorruptSource as exc:
+        raise CorruptSource(f"{exc}: {redact_url(url)}") from None
+    record.attempts = used
+    return record
+
+
+def is_published(url: str, *, timeout: float = 60.0, attempts: int = 4, backoff: float = 1.0) -> bool:
+    """HEAD the month: False on 404/410, True on 200; anything else is an error, not a 'no'."""
+    _check_scheme(url)
+
+    def head() -> bool:
         try:
-            record = _fetch_once(url, dest, timeout, progress)
-        except TransientSourceError as exc:
-            last = str(exc)
-            if attempt < attempts:
-                delay = backoff * 2 ** (attempt - 1)
-                if log:
-                    log(f"attempt {attempt}/{attempts} failed ({last}); retrying in {delay:.1f}s")
-                time.sleep(delay)
-            continue
-        except CorruptSource as exc:
-            raise CorruptSource(f"{exc}: {redact_url(url)}") from None
-        record.attempts = attempt
-        return record
-    raise SourceError(f"source unreachable after {attempts} attempts: {last} for {redact_url(url)}")
+            with _open(url, timeout, method="HEAD"):
+                return True
+        except SourceNotFound:
+            return False
+
+    return _retrying(head, url, attempts, backoff, None)[0]
 
 
 def record_dict(record: DownloadRecord) -> dict:

@@ -115,3 +115,9 @@ class bigquery(luigi.Config):  # noqa: N801
 
     def api_endpoint(self) -> str:
         return env_or("TLC_BIGQUERY_ENDPOINT", self.endpoint)
+
+
+class schedule(luigi.Config):  # noqa: N801
+    task_namespace = "tlc"
+    window_months = luigi.IntParameter(default=3, description="how many months back the catch-up looks")
+    colors = luigi.Parameter(default="yellow,green,fhv", description="colors the catch-up ingests")

@@ -7,6 +7,7 @@ months asked for, every one validated before anything is scheduled.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,9 +15,21 @@ import luigi
 
 from tasks.bigquery import BigQueryTable
 from tasks.errors import InvalidInput
-from tasks.months import COLORS, month_span, parse_year_month, validate_color, validate_month
+from tasks.fetch import is_published, source_url
+from tasks.months import (
+    COLORS,
+    FIRST_YEAR,
+    last_complete_month,
+    month_span,
+    parse_year_month,
+    validate_color,
+    validate_month,
+)
 from tasks.params import MonthTask
 from tasks.parquet import ParquetFile
+from tasks.settings import schedule, source
+
+logger = logging.getLogger("luigi-interface")
 
 
 class IngestMonth(MonthTask):
@@ -76,3 +89,50 @@ class IngestRange(luigi.WrapperTask):
 
     def requires(self) -> list[IngestMonth]:
         return [IngestMonth(color=c, year=y, month=m) for c in self.color_list() for y, m in self._months]
+
+
+class IngestCatchUp(luigi.WrapperTask):
+    """The cron job: ingest every month of the last ``window`` that the source has published.
+
+    Months are probed with a HEAD request each; a month not published yet is skipped (and
+    named in the log), a month already done costs one ``complete()`` check, and a failure of
+    any month makes the run exit non-zero through luigi's ``[retcode]`` settings.
+    """
+
+    colors = luigi.OptionalParameter(default=None, description="comma-separated colors (default [tlc.schedule])")
+    window = luigi.OptionalIntParameter(default=None, description="months back to look (default [tlc.schedule])")
+    until = luigi.OptionalParameter(default=None, description="last month to consider, YYYY-MM (default: last ended)")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cfg = schedule()
+        colors = self.colors or cfg.colors
+        window = self.window if self.window is not None else cfg.window_months
+        if not 1 <= window <= 240:
+            raise InvalidInput(f"window {window} is not valid: use 1-240 months")
+        last = parse_year_month(self.until) if self.until else last_complete_month()
+        first = last
+        for _ in range(window - 1):
+            first = (first[0] - 1, 12) if first[1] == 1 else (first[0], first[1] - 1)
+        first = max(first, (FIRST_YEAR, 1))
+        self._range = IngestRange(colors=colors, start=f"{first[0]}-{first[1]:02d}", stop=f"{last[0]}-{last[1]:02d}")
+        self._published: list[IngestMonth] | None = None
+
+    def requires(self) -> list[IngestMonth]:
+        if self._published is None:
+            src = source()
+            published, missing = [], []
+            for month in self._range.requires():
+                if month.complete() or is_published(
+                    source_url(src.base_url(), month.color, month.year, month.month),
+                    timeout=src.timeout_seconds,
+                    attempts=src.attempts,
+                    backoff=src.backoff_seconds,
+                ):
+                    published.append(month)
+                else:
+                    missing.append(month.label)
+            if missing:
+                logger.info("catch-up: not published yet, skipped: %s", ", ".join(missing))
+            self._published = published
+        return self._published
