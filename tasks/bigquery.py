@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tasks import ledger
 from tasks.gcs import GCSObject
 from tasks.params import MonthTask
 from tasks.parquet import ParquetFile
-from tasks.settings import bigquery
+from tasks.settings import bigquery, paths
 
 if TYPE_CHECKING:
     from tasks.warehouse import Warehouse
@@ -54,5 +55,8 @@ class BigQueryTable(MonthTask):
             report["rows_written"],
             report["parquet"]["sha256"],
         )
+        facts = {"table": wh.table_id(self.color), "rows": loaded, "parquet_sha256": report["parquet"]["sha256"]}
+        ledger.record(paths().root(), self.color, self.year, self.month, "bigquery", facts)
+        self.requires().publish_manifest()
         self.set_progress_percentage(100)
         self.set_status_message(f"{self.label}: {loaded:,} rows in {wh.table_id(self.color)}")

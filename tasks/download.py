@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import luigi
 
-from tasks import layout
+from tasks import layout, ledger
 from tasks.atomic import read_json, write_json
 from tasks.fetch import download, record_dict, source_url
 from tasks.params import MonthTask
@@ -41,4 +41,5 @@ class DownloadCSV(MonthTask):
             log=lambda msg: self.set_status_message(f"{self.label}: {msg}"),
         )
         write_json(layout.raw_meta_path(path), record_dict(record))
+        ledger.record(paths().root(), self.color, self.year, self.month, "source", record_dict(record))
         report(1.0, f"downloaded {record.size / 1e6:.1f} MB, sha256 {record.sha256[:12]}")

@@ -191,18 +191,24 @@ def download(
     return record
 
 
-def is_published(url: str, *, timeout: float = 60.0, attempts: int = 4, backoff: float = 1.0) -> bool:
-    """HEAD the month: False on 404/410, True on 200; anything else is an error, not a 'no'."""
+def head(url: str, *, timeout: float = 60.0, attempts: int = 4, backoff: float = 1.0) -> dict[str, str]:
+    """The month's response headers (ETag, Last-Modified, Content-Length), with retries."""
     _check_scheme(url)
 
-    def head() -> bool:
-        try:
-            with _open(url, timeout, method="HEAD"):
-                return True
-        except SourceNotFound:
-            return False
+    def once() -> dict[str, str]:
+        with _open(url, timeout, method="HEAD") as resp:
+            return dict(resp.headers)
 
-    return _retrying(head, url, attempts, backoff, None)[0]
+    return _retrying(once, url, attempts, backoff, None)[0]
+
+
+def is_published(url: str, *, timeout: float = 60.0, attempts: int = 4, backoff: float = 1.0) -> bool:
+    """False on 404/410, True on 200; anything else is an error, not a 'no'."""
+    try:
+        head(url, timeout=timeout, attempts=attempts, backoff=backoff)
+    except SourceNotFound:
+        return False
+    return True
 
 
 def record_dict(record: DownloadRecord) -> dict:

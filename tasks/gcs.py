@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks import layout
+from tasks import layout, ledger
 from tasks.params import MonthTask
 from tasks.parquet import ParquetFile
 from tasks.settings import gcs, paths
@@ -23,6 +23,16 @@ class GCSObject(MonthTask):
 
     def uri(self) -> str:
         return f"gs://{gcs().bucket_name()}/{self.object_name()}"
+
+    def publish_manifest(self) -> None:
+        """Copy the month's ledger next to its object, so the bucket audits itself."""
+        from tasks import gcp, lake
+
+        cfg = gcs()
+        bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
+        local = ledger.manifest_path(paths().root(), self.color, self.year, self.month)
+        name = self.object_name().removesuffix(".parquet") + ".manifest.json"
+        lake.put_small(bucket, name, local, cfg.retry_seconds)
 
     def complete(self) -> bool:
         report = self.requires().report()
@@ -52,6 +62,15 @@ class GCSObject(MonthTask):
             "parquet_sha256": report["parquet"]["sha256"],
             "source_month": f"{self.year}-{self.month:02d}",
         }
-        lake.upload(bucket, self.object_name(), path, report["parquet"]["md5"], metadata, cfg.retry_seconds)
+        blob = lake.upload(bucket, self.object_name(), path, report["parquet"]["md5"], metadata, cfg.retry_seconds)
+        facts = {
+            "uri": self.uri(),
+            "generation": blob.generation,
+            "size": blob.size,
+            "md5": report["parquet"]["md5"],
+            "parquet_sha256": report["parquet"]["sha256"],
+        }
+        ledger.record(paths().root(), self.color, self.year, self.month, "gcs", facts)
+        self.publish_manifest()
         self.set_progress_percentage(100)
         self.set_status_message(f"{self.label}: {self.uri()} verified (md5)")

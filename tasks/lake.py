@@ -62,3 +62,11 @@ def upload(
     if landed is None or landed.md5_hash != md5_b64(md5_hex):
         raise SinkError(f"GCS object {where} does not match the local Parquet after upload")
     return landed
+
+
+def put_small(bucket: storage.Bucket, name: str, path: Path, retry_seconds: float) -> None:
+    """Overwrite a small document (a manifest): the one object the lake lets us replace."""
+    with sink_errors(f"GCS upload to gs://{bucket.name}/{name}"):
+        bucket.blob(name).upload_from_filename(
+            str(path), content_type="application/json", checksum="md5", retry=storage_retry(retry_seconds)
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import luigi
 
-from tasks import layout, schema
+from tasks import layout, ledger, schema
 from tasks.atomic import read_json, write_json
 from tasks.convert import convert_month, parquet_rows
 from tasks.download import DownloadCSV
@@ -50,4 +50,23 @@ class ParquetFile(MonthTask):
         record = read_json(layout.raw_meta_path(src)) or {}
         report["source"] = {k: record.get(k) for k in ("url", "size", "sha256", "etag", "last_modified")}
         write_json(layout.quality_path(dest), report)
+        ledger.record(
+            root,
+            self.color,
+            self.year,
+            self.month,
+            "parquet",
+            {
+                "file": layout.lake_key(self.color, self.year, self.month),
+                "rows_read": report["rows_read"],
+                "rows_written": report["rows_written"],
+                "rows_dropped": report["rows_dropped"],
+                "rules": report["rules"],
+                "size": report["parquet"]["size"],
+                "sha256": report["parquet"]["sha256"],
+                "md5": report["parquet"]["md5"],
+                "source_sha256": report["source"]["sha256"],
+                "source_etag": report["source"]["etag"],
+            },
+        )
         self.set_status_message(f"{self.label}: {report['rows_written']:,} rows written to {dest.name}")

@@ -26,6 +26,16 @@ class SourceServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def do_HEAD(self) -> None:
+                server.requests.append(f"HEAD {self.path}")
+                path = server.root / self.path.lstrip("/")
+                if not path.is_file():
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                server.send_file_headers(self, path, path.stat().st_size)
+
             def do_GET(self) -> None:
                 server.requests.append(self.path)
                 plan = server.plans.get(self.path)
@@ -60,12 +70,7 @@ class SourceServer:
             h.end_headers()
             h.wfile.write(page)
             return
-        h.send_response(200)
-        h.send_header("Content-Type", "application/gzip")
-        h.send_header("ETag", f'"{len(body)}-{int(path.stat().st_mtime)}"')
-        length = len(body) + 1000 if step == "long_length" else len(body)
-        h.send_header("Content-Length", str(length))
-        h.end_headers()
+        self.send_file_headers(h, path, len(body) + 1000 if step == "long_length" else len(body))
         if step == "drop":  # half the body, then the connection goes away
             h.wfile.write(body[: len(body) // 2])
             h.wfile.flush()
@@ -78,6 +83,16 @@ class SourceServer:
             time.sleep(self.stall_seconds)
             return
         h.wfile.write(body)
+
+    @staticmethod
+    def send_file_headers(h: BaseHTTPRequestHandler, path: Path, length: int) -> None:
+        stat = path.stat()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/gzip")
+        h.send_header("ETag", f'"{stat.st_size}-{stat.st_mtime_ns}"')
+        h.send_header("Last-Modified", h.date_time_string(int(stat.st_mtime)))
+        h.send_header("Content-Length", str(length))
+        h.end_headers()
 
     def close(self) -> None:
         self.httpd.shutdown()

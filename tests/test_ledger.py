@@ -1,0 +1,54 @@
+"""The per-month ledger, and re-ingesting a month whose upstream file changed."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from scripts.make_sample_data import write_month
+from tasks import ParquetFile, layout, ledger
+from tasks.refresh import main as refresh
+from tests.luigirun import run
+from tests.sourceserver import SourceServer
+
+
+def test_stages_record_lineage_and_a_changed_upstream_is_reingested_on_request(
+    pipeline_env: Path, source: SourceServer, source_dir: Path, capsys
+) -> None:
+    src = write_month(source_dir, "green", 2020, 6, rows=1500, seed=1)
+    task = ParquetFile(color="green", year=2020, month=6)
+    assert run([task]).ok
+    manifest = ledger.read(pipeline_env, "green", 2020, 6)
+    stages = manifest["stages"]
+    assert manifest["month"] == "2020-06" and manifest["schema_version"] == 1
+    assert stages["source"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert stages["source"]["etag"] and stages["source"]["size"] == src.stat().st_size
+    assert stages["parquet"]["rows_written"] == stages["parquet"]["rows_read"] == 1500
+    assert stages["parquet"]["source_sha256"] == stages["source"]["sha256"]
+
+    assert refresh(["--colors", "green", "--start", "2020-06"]) == 0
+    assert "none changed upstream" in capsys.readouterr().out
+
+    write_month(source_dir, "green", 2020, 6, rows=1700, seed=2)  # the TLC republished the month
+    assert refresh(["--colors", "green", "--start", "2020-05", "--stop", "2020-07"]) == 1
+    out = capsys.readouterr().out
+    assert "green 2020-06: changed upstream (etag, size)" in out
+    assert task.complete()  # noticed, but nothing is re-ingested silently
+
+    assert refresh(["--colors", "green", "--start", "2020-06", "--apply"]) == 0
+    assert not task.complete()
+    assert run([task]).ok
+    report = task.report()
+    assert report["rows_written"] == 1700
+    stages = ledger.read(pipeline_env, "green", 2020, 6)["stages"]
+    assert stages["parquet"]["sha256"] == report["parquet"]["sha256"]
+    assert stages["source"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert layout.raw_path(pipeline_env, "green", 2020, 6).read_bytes() == src.read_bytes()
+
+
+def test_a_new_parquet_marks_later_stages_stale(tmp_path: Path) -> None:
+    ledger.record(tmp_path, "yellow", 2021, 1, "gcs", {"parquet_sha256": "a" * 64})
+    ledger.record(tmp_path, "yellow", 2021, 1, "postgres", {"parquet_sha256": "b" * 64})
+    ledger.record(tmp_path, "yellow", 2021, 1, "parquet", {"sha256": "a" * 64, "source_sha256": "c" * 64})
+    stages = ledger.read(tmp_path, "yellow", 2021, 1)["stages"]
+    assert "stale" not in stages["gcs"] and stages["postgres"]["stale"] is True
