@@ -5,7 +5,7 @@ which exposes every task of the graph. Modules that do the work (fetch, convert,
 months, rules) do not import luigi; the task modules only wire targets to them.
 """
 
-from tasks import cli_errors
+from tasks import alerts, cli_errors
 from tasks.bigquery import BigQueryTable
 from tasks.download import DownloadCSV
 from tasks.gcs import GCSObject
@@ -13,5 +13,6 @@ from tasks.parquet import ParquetFile
 from tasks.wrappers import IngestCatchUp, IngestMonth, IngestRange
 
 cli_errors.install()
+alerts.install()
 
 __all__ = ["BigQueryTable", "DownloadCSV", "GCSObject", "IngestCatchUp", "IngestMonth", "IngestRange", "ParquetFile"]
