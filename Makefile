@@ -38,6 +38,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check tasks scripts tests
 
 test: setup lint
+	@bash scripts/install_chromium.sh
 	$(PY) -m pytest
 
 bench: setup

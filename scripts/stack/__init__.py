@@ -17,7 +17,7 @@ from types import ModuleType
 from scripts.stack.base import StackDir, StackError, pid_alive, stop_pid
 
 # Start order matters: luigid last so everything it schedules can already reach its sinks.
-SERVICES = ("http", "gcs", "bigquery", "postgres")
+SERVICES = ("http", "gcs", "bigquery", "postgres", "luigid")
 
 
 def _module(name: str) -> ModuleType:
