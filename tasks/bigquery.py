@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from tasks import ledger
@@ -34,13 +35,30 @@ class BigQueryTable(MonthTask):
         client = gcp.bigquery_client(cfg.project_id(), cfg.api_endpoint(), cfg.location)
         return warehouse.Warehouse(client, cfg.dataset, cfg.retry_seconds, cfg.job_timeout_seconds)
 
-    def complete(self) -> bool:
+    def _done(self, rows: int | None, marker: tuple[int | None, str | None]) -> bool:
         report = self._parquet_report()
         if not report:
             return False
-        rows, marker_rows, marker_sha = self.warehouse().month_state(self.color, self.year, self.month)
         expected = report["rows_written"]
-        return rows == expected and marker_rows == expected and marker_sha == report["parquet"]["sha256"]
+        return rows == expected and marker == (expected, report["parquet"]["sha256"])
+
+    def complete(self) -> bool:
+        rows, marker_rows, marker_sha = self.warehouse().month_state(self.color, self.year, self.month)
+        return self._done(rows, (marker_rows, marker_sha))
+
+    @classmethod
+    def bulk_complete(cls, tasks: list[BigQueryTable]) -> set[str]:
+        """Task ids done, with two queries per color instead of one per month."""
+        done = set()
+        for color in {t.color for t in tasks}:
+            mine = [t for t in tasks if t.color == color]
+            wh = mine[0].warehouse()
+            counts, markers = wh.counts_by_month(color), wh.markers(color)
+            for t in mine:
+                day = dt.date(t.year, t.month, 1)
+                if t._done(counts.get(day), markers.get(day, (None, None))):
+                    done.add(t.task_id)
+        return done
 
     def run(self) -> None:
         report = self._parquet_report() or {}

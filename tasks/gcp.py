@@ -9,6 +9,7 @@ becomes one ``SinkError`` line that names the operation but carries no credentia
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,12 @@ from tasks.errors import SinkError
 
 
 def storage_client(project: str) -> storage.Client:
-    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    return _storage_client(project, os.environ.get("STORAGE_EMULATOR_HOST") or "", os.getpid())
+
+
+@functools.lru_cache(maxsize=8)
+def _storage_client(project: str, emulator: str, pid: int) -> storage.Client:
+    """One client (and connection pool) per process and endpoint: luigi forks workers."""
     if emulator:
         return storage.Client(
             project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator}
@@ -33,6 +39,11 @@ def storage_client(project: str) -> storage.Client:
 
 
 def bigquery_client(project: str, endpoint: str, location: str) -> bigquery.Client:
+    return _bigquery_client(project, endpoint, location, os.getpid())
+
+
+@functools.lru_cache(maxsize=8)
+def _bigquery_client(project: str, endpoint: str, location: str, pid: int) -> bigquery.Client:
     if endpoint:
         return bigquery.Client(
             project=project,

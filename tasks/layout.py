@@ -20,8 +20,12 @@ def raw_meta_path(raw: Path) -> Path:
     return raw.with_name(raw.name + ".meta.json")
 
 
+def lake_prefix(color: str) -> str:
+    return f"v{SCHEMA_VERSION}/{color}/"
+
+
 def lake_key(color: str, year: int, month: int) -> str:
-    return f"v{SCHEMA_VERSION}/{color}/{year}/{color}_tripdata_{year}-{month:02d}.parquet"
+    return f"{lake_prefix(color)}{year}/{color}_tripdata_{year}-{month:02d}.parquet"
 
 
 def lake_path(root: Path, color: str, year: int, month: int) -> Path:

@@ -93,6 +93,27 @@ class Warehouse:
                 return 0, None, None
         return int(row["n"]), row["marker_rows"], row["marker_sha"]
 
+    def counts_by_month(self, color: str) -> dict[dt.date, int]:
+        """Rows per source month of a color's table; empty when the table does not exist yet."""
+        with sink_errors(f"BigQuery count of {self.table_id(color)}"):
+            try:
+                rows = self._query(f"SELECT source_month, COUNT(*) AS n FROM `{self.table_id(color)}` GROUP BY 1")
+            except gexc.NotFound:
+                return {}
+        return {r["source_month"]: int(r["n"]) for r in rows}
+
+    def markers(self, color: str) -> dict[dt.date, tuple[int, str]]:
+        """(rows, Parquet sha256) of every month of a color recorded in ``_loads``."""
+        with sink_errors(f"BigQuery read of {self.dataset}.{MARKERS}"):
+            try:
+                rows = self._query(
+                    f"SELECT source_month, rows, parquet_sha256 FROM `{self.dataset}.{MARKERS}` "
+                    f"WHERE color = '{validate_color(color)}'"
+                )
+            except gexc.NotFound:
+                return {}
+        return {r["source_month"]: (int(r["rows"]), r["parquet_sha256"]) for r in rows}
+
     def load_month(self, color: str, year: int, month: int, uri: str, expected_rows: int, parquet_sha256: str) -> int:
         if not _SHA256.fullmatch(parquet_sha256):
             raise SinkError(f"refusing to load {uri}: recorded sha256 {parquet_sha256!r} is malformed")

@@ -16,6 +16,7 @@ import luigi
 from tasks.bigquery import BigQueryTable
 from tasks.errors import InvalidInput
 from tasks.fetch import is_published, source_url
+from tasks.gcs import GCSObject
 from tasks.months import (
     COLORS,
     FIRST_YEAR,
@@ -38,6 +39,7 @@ class IngestMonth(MonthTask):
     def requires(self) -> list[luigi.Task]:
         return [
             ParquetFile(color=self.color, year=self.year, month=self.month),
+            GCSObject(color=self.color, year=self.year, month=self.month),
             BigQueryTable(color=self.color, year=self.year, month=self.month),
         ]
 
@@ -89,6 +91,27 @@ class IngestRange(luigi.WrapperTask):
 
     def requires(self) -> list[IngestMonth]:
         return [IngestMonth(color=c, year=y, month=m) for c in self.color_list() for y, m in self._months]
+
+    def complete(self) -> bool:
+        """The whole range in one pass: one listing or query per sink and color, not per month.
+
+        True only if every month of every stage checks out; otherwise luigi goes on to check
+        each month on its own, as for any task, and runs what is missing.
+        """
+        return all_complete([t for month in self.requires() for t in luigi.task.flatten(month.requires())])
+
+
+def all_complete(tasks: list[luigi.Task]) -> bool:
+    """Use a task class's ``bulk_complete`` where it has one, ``complete()`` elsewhere."""
+    by_class: dict[type, list[luigi.Task]] = {}
+    for task in tasks:
+        by_class.setdefault(type(task), []).append(task)
+    for cls, group in by_class.items():
+        bulk = getattr(cls, "bulk_complete", None)
+        done = bulk(group) if bulk else {t.task_id for t in group if t.complete()}
+        if len(done) < len(group):
+            return False
+    return True
 
 
 class IngestCatchUp(luigi.WrapperTask):

@@ -149,3 +149,24 @@ def test_emulator_down_gives_a_clear_error_after_bounded_retries(
     assert time.monotonic() - began < 15
     assert "\n" not in str(err.value)
     assert bigquery().retry_seconds == 2.0
+
+
+def test_range_completeness_is_checked_in_bulk_and_notices_one_damaged_month(
+    pipeline_env: Path, gcp_env: dict, source: SourceServer, published: None
+) -> None:
+    from tasks import IngestRange
+    from tasks.wrappers import all_complete
+
+    months = [BigQueryTable(color=c, year=y, month=m) for c, y, m in MONTHS]
+    lake = [GCSObject(color=c, year=y, month=m) for c, y, m in MONTHS]
+    assert not all_complete(months)
+    assert run(months).ok
+    assert all_complete(months + lake)
+    assert BigQueryTable.bulk_complete(months) == {t.task_id for t in months if t.complete()}
+    bucket().blob(lake[1].object_name()).delete()  # yellow 2021-02 vanishes from the lake
+    assert GCSObject.bulk_complete(lake) == {lake[0].task_id, lake[2].task_id}
+    assert not all_complete(months + lake)
+    wh = months[0].warehouse()
+    wh._query(f"DELETE FROM `{wh.table_id('green')}` WHERE TRUE")
+    assert BigQueryTable.bulk_complete(months) == {months[0].task_id, months[1].task_id}
+    assert IngestRange(colors="yellow", start="2021-01", stop="2021-02").requires()[0].requires()[1] == lake[0]
