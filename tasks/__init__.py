@@ -10,9 +10,19 @@ from tasks.bigquery import BigQueryTable
 from tasks.download import DownloadCSV
 from tasks.gcs import GCSObject
 from tasks.parquet import ParquetFile
+from tasks.postgres import PostgresTable
 from tasks.wrappers import IngestCatchUp, IngestMonth, IngestRange
 
 cli_errors.install()
 alerts.install()
 
-__all__ = ["BigQueryTable", "DownloadCSV", "GCSObject", "IngestCatchUp", "IngestMonth", "IngestRange", "ParquetFile"]
+__all__ = [
+    "BigQueryTable",
+    "DownloadCSV",
+    "GCSObject",
+    "IngestCatchUp",
+    "IngestMonth",
+    "IngestRange",
+    "ParquetFile",
+    "PostgresTable",
+]

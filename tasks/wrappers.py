@@ -28,6 +28,7 @@ from tasks.months import (
 )
 from tasks.params import MonthTask
 from tasks.parquet import ParquetFile
+from tasks.postgres import PostgresTable
 from tasks.settings import schedule, source
 
 logger = logging.getLogger("luigi-interface")
@@ -41,6 +42,7 @@ class IngestMonth(MonthTask):
             ParquetFile(color=self.color, year=self.year, month=self.month),
             GCSObject(color=self.color, year=self.year, month=self.month),
             BigQueryTable(color=self.color, year=self.year, month=self.month),
+            PostgresTable(color=self.color, year=self.year, month=self.month),
         ]
 
     def complete(self) -> bool:

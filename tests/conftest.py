@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,3 +84,28 @@ def gcp_env(
     cfg["tlc.gcs", "retry_seconds"] = "5"
     cfg["tlc.bigquery", "retry_seconds"] = "5"
     return {"bucket": f"tlc-test-{suffix}", "dataset": f"tlc_test_{suffix}"}
+
+
+def let_server_user_in(path: Path, base: Path) -> None:
+    """As root the stack's PostgreSQL runs as ``tlcpg``, which must pass through pytest's 0700 temp dirs.
+
+    Only the search bit is added (no listing), only on ``path`` and its parents up to ``base``
+    (pytest's own directories); pytest tightens its ``pytest-of-<user>`` directory again on the
+    next run. A non-root server runs as the caller and needs nothing.
+    """
+    if os.geteuid() != 0:
+        return
+    for directory in (path, *path.parents):
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
+        if directory == base:
+            break
+
+
+@pytest.fixture(scope="module")
+def pg_stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh stack directory the throwaway PostgreSQL can use, also when the tests run as root."""
+    root = tmp_path_factory.mktemp("pgstack")
+    let_server_user_in(root, tmp_path_factory.getbasetemp().parent)
+    return root

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import stat
 import time
 from collections.abc import Iterator
@@ -23,27 +22,9 @@ from scripts.stack import Stack
 ROWS = 100_000
 
 
-def _let_server_user_in(stack_dir: Path, base: Path) -> None:
-    """As root the server runs as ``tlcpg``, which must pass through pytest's 0700 temp dirs.
-
-    Only the search bit is added (no listing), and only on pytest's own directories; pytest
-    tightens its ``pytest-of-<user>`` directory again on the next run.
-    """
-    if os.geteuid() != 0:
-        return
-    for path in (stack_dir, *stack_dir.parents):
-        mode = path.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            path.chmod(mode | stat.S_IXOTH)
-        if path == base:
-            break
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("pgstack")
-    _let_server_user_in(root, tmp_path_factory.getbasetemp().parent)
-    st = Stack(root)
+def stack(pg_stack_dir: Path) -> Iterator[Stack]:
+    st = Stack(pg_stack_dir)
     try:
         st.up(("postgres",))
         yield st

@@ -1,0 +1,351 @@
+"""PostgresTable through luigi against the real throwaway PostgreSQL 15 of the local stack.
+
+One server per module; every test starts from an empty ``tlc`` schema and its own data dir
+and loopback source. Months are small (3,000 rows) and ``pgload.BATCH_ROWS`` is lowered so
+that each load is several COPY chunks: the kill and concurrency tests act in the middle of
+a COPY, not before or after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import multiprocessing
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from scripts.make_sample_data import write_month
+from scripts.stack import Stack
+from scripts.stack.base import free_port
+from tasks import ParquetFile, PostgresTable, layout, ledger, pgload, schema
+from tasks.errors import InvalidInput, SinkError
+from tasks.settings import postgres
+from tests.luigirun import run
+
+ROWS = 3000
+PG_TYPES = {"timestamp": "timestamp without time zone"}  # as information_schema spells it
+
+
+@pytest.fixture(scope="module")
+def pg_server(pg_stack_dir: Path) -> Iterator[dict[str, str]]:
+    stack = Stack(pg_stack_dir)
+    try:
+        yield stack.up(("postgres",))
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def pg(pg_server: dict[str, str], pipeline_env: Path, monkeypatch: pytest.MonkeyPatch, cfg: dict) -> dict[str, str]:
+    """libpq's variables for this test, an empty ``tlc`` schema and small COPY chunks."""
+    for key, value in pg_server.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(pgload, "BATCH_ROWS", 500)
+    with closing(psycopg2.connect()) as conn, conn.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS tlc CASCADE")
+        conn.commit()
+    return pg_server
+
+
+def query(sql: str, params: tuple = ()) -> list[tuple]:
+    with closing(psycopg2.connect()) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def marker(color: str, year: int, month: int) -> tuple | None:
+    found = query(
+        "SELECT rows, parquet_sha256, loaded_at FROM tlc.load_markers WHERE color = %s AND source_month = %s",
+        (color, dt.date(year, month, 1)),
+    )
+    return found[0] if found else None
+
+
+def parquet_of(data: Path, color: str, year: int, month: int) -> Path:
+    return layout.lake_path(data, color, year, month)
+
+
+def parquet_rows(path: Path) -> Counter:
+    table = pq.read_table(path)
+    return Counter(zip(*(table.column(n).to_pylist() for n in table.column_names), strict=True))
+
+
+def db_rows(color: str, year: int, month: int) -> Counter:
+    names = ", ".join(name for name, _ in schema.postgres_columns(color))
+    return Counter(
+        query(f"SELECT {names} FROM tlc.{color}_tripdata WHERE source_month = %s", (dt.date(year, month, 1),))
+    )
+
+
+def leftover_staging() -> list[tuple]:
+    return query("SELECT tablename FROM pg_tables WHERE schemaname = 'tlc' AND tablename LIKE %s", ("%\\_load",))
+
+
+def test_months_load_with_the_parquets_types_values_and_nulls(pg: dict, pipeline_env: Path, source_dir: Path) -> None:
+    months = [("yellow", 2021, 1), ("fhv", 2021, 1)]
+    for m in months:
+        write_month(source_dir, *m, rows=ROWS, seed=7)
+    result = run([PostgresTable(color=c, year=y, month=m) for c, y, m in months])
+    assert result.ok and len(result.ran) == 3 * len(months)
+
+    for color, year, month in months:
+        parquet = parquet_of(pipeline_env, color, year, month)
+        table = pq.read_table(parquet)
+        expected_types = [(n, PG_TYPES.get(t, t)) for n, t in schema.postgres_columns(color)]
+        for name in (f"{color}_tripdata", f"{color}_tripdata_{year}_{month:02d}"):
+            columns = query(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'tlc' AND table_name = %s ORDER BY ordinal_position",
+                (name,),
+            )
+            assert columns == expected_types, name
+        bound = query(
+            "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE c.oid = %s::regclass",
+            (f"tlc.{color}_tripdata_{year}_{month:02d}",),
+        )
+        assert bound == [(f"FOR VALUES IN ('{year}-{month:02d}-01')",)]
+
+        nulls = ", ".join(f"count(*) - count({n})" for n in table.column_names)
+        (db_nulls,) = query(
+            f"SELECT {nulls} FROM tlc.{color}_tripdata WHERE source_month = %s", (dt.date(year, month, 1),)
+        )
+        assert list(db_nulls) == [table.column(n).null_count for n in table.column_names]
+        assert db_rows(color, year, month) == parquet_rows(parquet)  # every value, as a multiset of rows
+
+        report = ParquetFile(color=color, year=year, month=month).report()
+        assert table.num_rows == ROWS
+        assert marker(color, year, month)[:2] == (ROWS, report["parquet"]["sha256"])
+        assert ledger.read(pipeline_env, color, year, month)["stages"]["postgres"]["rows"] == ROWS
+
+    yellow = pq.read_table(parquet_of(pipeline_env, "yellow", 2021, 1))
+    assert yellow.column("store_and_fwd_flag").null_count > 0  # the null tail really was exercised
+    (flags,) = query("SELECT count(*) FILTER (WHERE store_and_fwd_flag = '') FROM tlc.yellow_tripdata")
+    assert flags == (0,)  # NULL stayed NULL, not an empty string
+    assert leftover_staging() == []
+
+
+def _comparable(value: Any) -> Any:
+    return "NaN" if isinstance(value, float) and math.isnan(value) else value
+
+
+def test_load_month_round_trips_awkward_values(pg: dict, tmp_path: Path) -> None:
+    """Empty string vs NULL, quotes/newlines/backslashes/UTF-8, sub-second and pre-2000
+    timestamps, NaN/inf/-0.0 and int64 extremes come back exactly through binary COPY."""
+    target = schema.arrow_schema("yellow")
+    awkward = {
+        "vendor_id": [2**63 - 1, -(2**63) + 1, None, 0, 1],
+        "pickup_datetime": [
+            dt.datetime(2021, 1, 1, 0, 0, 0, 123456),
+            dt.datetime(1999, 12, 31, 23, 59, 59, 999999),
+            dt.datetime(1900, 1, 1),
+            None,
+            dt.datetime(2021, 1, 31, 23, 59, 59),
+        ],
+        "store_and_fwd_flag": ["", None, 'a,"b"\n\\c\t', "Café ✓", "N"],
+        "trip_distance": [float("nan"), float("inf"), -0.0, 1e-300, None],
+    }
+    repeat = 240  # 1,200 rows: several COPY chunks at the fixture's BATCH_ROWS
+    columns = {}
+    for field in target:
+        values = awkward.get(field.name)
+        if field.name == schema.SOURCE_MONTH:
+            values = [dt.date(2021, 1, 1)] * 5
+        elif values is None:
+            values = [None, 1, 2, 3, 4] if pa.types.is_integer(field.type) else [None, 0.5, 1.25, -3.0, 4.0]
+        columns[field.name] = pa.array(values * repeat, field.type)
+    table = pa.table(columns, schema=target)
+    path = tmp_path / "awkward.parquet"
+    pq.write_table(table, path)
+
+    conn = pgload.connect(postgres().dsn_parts())
+    try:
+        pgload.ensure_table(conn, "tlc", "yellow")
+        assert pgload.load_month(conn, "tlc", "yellow", 2021, 1, path, table.num_rows, "0" * 64) == table.num_rows
+        assert pgload.month_state(conn, "tlc", "yellow", 2021, 1) == (table.num_rows, "0" * 64, table.num_rows)
+    finally:
+        conn.close()
+    expected = Counter(tuple(map(_comparable, row)) for row in parquet_rows(path).elements())
+    assert Counter(tuple(map(_comparable, row)) for row in db_rows("yellow", 2021, 1).elements()) == expected
+    (flags,) = query(
+        "SELECT count(*) FILTER (WHERE store_and_fwd_flag = ''), count(*) - count(store_and_fwd_flag)"
+        " FROM tlc.yellow_tripdata"
+    )
+    assert flags == (repeat, repeat)  # "" stayed "", NULL stayed NULL
+
+
+def test_rerun_is_a_noop_and_a_forced_reload_has_no_duplicates(pg: dict, pipeline_env: Path, source_dir: Path) -> None:
+    write_month(source_dir, "green", 2021, 1, rows=ROWS, seed=7)
+    task = PostgresTable(color="green", year=2021, month=1)
+    assert run([task]).ok
+    first = marker("green", 2021, 1)
+
+    again = run([task])
+    assert again.ok and again.ran == set() and task.task_id in again.done_before
+    assert marker("green", 2021, 1) == first  # loaded_at too: nothing was written
+
+    query_commit("DELETE FROM tlc.load_markers")
+    assert not task.complete()
+    forced = run([task])
+    assert forced.ok and forced.ran == {task.task_id}
+    assert marker("green", 2021, 1)[:2] == first[:2] and marker("green", 2021, 1)[2] > first[2]
+    assert db_rows("green", 2021, 1) == parquet_rows(parquet_of(pipeline_env, "green", 2021, 1))
+    assert query("SELECT count(*) FROM tlc.green_tripdata") == [(ROWS,)]
+
+    query_commit("DELETE FROM tlc.green_tripdata WHERE ctid IN (SELECT ctid FROM tlc.green_tripdata LIMIT 1)")
+    assert not task.complete()  # a row missing from the partition is noticed
+
+
+def query_commit(sql: str) -> None:
+    with closing(psycopg2.connect()) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        conn.commit()
+
+
+def test_connection_killed_mid_copy_keeps_the_previous_month(
+    pg: dict, pipeline_env: Path, source_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_month(source_dir, "yellow", 2021, 1, rows=ROWS, seed=7)
+    task = PostgresTable(color="yellow", year=2021, month=1)
+    assert run([task]).ok
+    before, before_rows = marker("yellow", 2021, 1), db_rows("yellow", 2021, 1)
+
+    # A new release of the month: the Parquet changes, so the month must be replaced.
+    write_month(source_dir, "yellow", 2021, 1, rows=ROWS + 1000, seed=8)
+    shutil.rmtree(pipeline_env / "raw")
+    shutil.rmtree(pipeline_env / "lake")
+    real_load, killed = pgload.load_month, []
+
+    def load_and_kill(conn: Any, *args: Any, progress: Any = None, **kwargs: Any) -> int:
+        pid = conn.get_backend_pid()
+
+        def kill_at_half(fraction: float, message: str) -> None:
+            if fraction >= 0.5 and not killed:
+                with closing(psycopg2.connect()) as other, other.cursor() as cur:
+                    cur.execute("SELECT tuples_processed FROM pg_stat_progress_copy WHERE pid = %s", (pid,))
+                    copying = cur.fetchone()
+                    cur.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+                    killed.append((fraction, copying, cur.fetchone()[0]))
+
+        return real_load(conn, *args, progress=kill_at_half, **kwargs)
+
+    monkeypatch.setattr(pgload, "load_month", load_and_kill)
+    with caplog.at_level(logging.ERROR, logger="luigi-interface"):
+        failed = run([task])
+    assert not failed.ok and failed.failed == {task.task_id}
+    (fraction, copying, terminated) = killed[0]
+    assert 0.5 <= fraction < 1 and copying is not None and copying[0] > 0 and terminated is True
+    errors = [r.getMessage() for r in caplog.records if "PostgreSQL load of yellow 2021-01" in r.getMessage()]
+    assert errors and "terminating connection" in errors[0] and "\n" not in errors[0]
+    assert pg["PGPASSWORD"] not in caplog.text
+
+    assert marker("yellow", 2021, 1) == before  # marker and rows exactly as before the attempt
+    assert db_rows("yellow", 2021, 1) == before_rows
+    assert leftover_staging() == []
+
+    monkeypatch.setattr(pgload, "load_month", real_load)
+    recovered = run([task])
+    assert recovered.ok and recovered.ran == {task.task_id}
+    report = ParquetFile(color="yellow", year=2021, month=1).report()
+    assert marker("yellow", 2021, 1)[:2] == (ROWS + 1000, report["parquet"]["sha256"]) != before[:2]
+    assert db_rows("yellow", 2021, 1) == parquet_rows(parquet_of(pipeline_env, "yellow", 2021, 1))
+
+
+def test_two_workers_load_two_months_of_one_table_at_once(
+    pg: dict, pipeline_env: Path, source_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    months = [("yellow", 2021, 2), ("yellow", 2021, 3)]
+    for m in months:
+        write_month(source_dir, *m, rows=ROWS, seed=7)
+    # Both loads wait for each other half-way through their COPY, so the two transactions
+    # really overlap, then swap their partitions into the same parent one after the other.
+    both_copying = multiprocessing.Barrier(2, timeout=30)
+    real_load = pgload.load_month
+
+    def load_in_step(*args: Any, progress: Any = None, **kwargs: Any) -> int:
+        met = []
+
+        def meet_at_half(fraction: float, message: str) -> None:
+            if fraction >= 0.5 and not met:
+                met.append(both_copying.wait())
+
+        return real_load(*args, progress=meet_at_half, **kwargs)
+
+    monkeypatch.setattr(pgload, "load_month", load_in_step)
+    tasks = [PostgresTable(color=c, year=y, month=m) for c, y, m in months]
+    assert PostgresTable.bulk_complete(tasks) == set()  # no schema yet: not done, no error
+    result = run(tasks, workers=2)
+    assert result.ok, result.failed
+    assert query("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tlc.yellow_tripdata'::regclass") == [(2,)]
+    for color, year, month in months:
+        assert db_rows(color, year, month) == parquet_rows(parquet_of(pipeline_env, color, year, month))
+        assert marker(color, year, month)[0] == ROWS
+    assert leftover_staging() == []
+    assert PostgresTable.bulk_complete(tasks) == {t.task_id for t in tasks}  # one query for the color
+    query_commit("DELETE FROM tlc.load_markers WHERE source_month = '2021-03-01'")
+    assert PostgresTable.bulk_complete(tasks) == {tasks[0].task_id}
+
+
+def test_a_server_that_is_down_fails_fast_with_one_clear_line(
+    pg: dict, pipeline_env: Path, source_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_month(source_dir, "yellow", 2021, 1, rows=ROWS, seed=7)
+    assert run([ParquetFile(color="yellow", year=2021, month=1)]).ok
+    task = PostgresTable(color="yellow", year=2021, month=1)
+
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("PGPORT", str(port))
+    started = time.monotonic()
+    with pytest.raises(SinkError) as down:
+        task.complete()
+    assert time.monotonic() - started < 2.0
+    message = str(down.value)
+    assert message.startswith(f"cannot connect to PostgreSQL at 127.0.0.1:{port}/tlc as tlc: ")
+    assert "refused" in message and "\n" not in message and pg["PGPASSWORD"] not in message
+    result = run([task])
+    assert not result.ok and result.ran == set()
+
+    monkeypatch.setenv("PGPORT", pg["PGPORT"])
+    monkeypatch.setenv("PGPASSWORD", "not-the-password")
+    with pytest.raises(SinkError, match='password authentication failed for user "tlc"') as refused:
+        task.complete()
+    assert "not-the-password" not in str(refused.value) and pg["PGPASSWORD"] not in str(refused.value)
+
+
+def test_a_hostile_schema_name_is_refused_before_any_sql(
+    pg: dict, pipeline_env: Path, source_dir: Path, monkeypatch: pytest.MonkeyPatch, cfg: dict
+) -> None:
+    write_month(source_dir, "yellow", 2021, 1, rows=ROWS, seed=7)
+    query_commit("CREATE TABLE IF NOT EXISTS public.x (id int)")
+    cfg["tlc.postgres", "schema"] = "tlc; drop table x"
+    connections = []
+    monkeypatch.setattr(pgload, "connect", connections.append)
+    task = PostgresTable(color="yellow", year=2021, month=1)
+
+    with pytest.raises(InvalidInput, match="postgres schema 'tlc; drop table x' is not valid"):
+        task.complete()
+    assert not run([task]).ok
+
+    class NoSQL:
+        def cursor(self) -> None:
+            raise AssertionError("SQL was about to run")
+
+    for call in (
+        lambda: pgload.ensure_table(NoSQL(), "tlc; drop table x", "yellow"),
+        lambda: pgload.month_state(NoSQL(), "tlc; drop table x", "yellow", 2021, 1),
+        lambda: pgload.load_month(NoSQL(), "tlc; drop table x", "yellow", 2021, 1, Path("x.parquet"), 1, "0" * 64),
+    ):
+        with pytest.raises(InvalidInput):
+            call()
+    assert connections == []
+    assert query("SELECT to_regclass('public.x') IS NOT NULL") == [(True,)]
