@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := .stack
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint bench stack-up stack-down stack-status clean
+.PHONY: setup demo test lint bench bench-e2e report stack-up stack-down stack-status clean
 
 setup: $(VENV)/.installed
 
@@ -16,8 +16,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
-	  || $(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e . 2>/dev/null
 	@bash scripts/install_postgres.sh >/dev/null
 	@touch $@
 
@@ -43,6 +42,14 @@ test: setup lint
 
 bench: setup
 	$(PY) scripts/bench.py
+
+bench-e2e: setup
+	$(PY) scripts/bench_e2e.py
+
+# Reconcile every ingested month across the real sinks of the local stack (or of real GCP when
+# .stack/env is absent); writes data/report.html and exits 1 on any mismatch.
+report: setup
+	@if [ -f $(STACK)/env ]; then . ./$(STACK)/env; fi; $(PY) -m tasks.report --html data/report.html
 
 clean: stack-down
 	rm -rf $(STACK) data bench-out test-artifacts

@@ -18,8 +18,6 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.make_sample_data import month_path, write_month  # noqa: E402
 from scripts.stack import Stack  # noqa: E402
-from tasks import layout  # noqa: E402
-from tasks.atomic import read_json  # noqa: E402
 
 # Three yellow months and one each of green and fhv, in the layouts those months really had.
 RANGES = [("yellow", "2021-01", "2021-03"), ("green,fhv", "2021-01", "2021-01")]
@@ -48,6 +46,7 @@ def main() -> int:
                     write_month(source, color, year, month, rows=args.rows, seed=2021)
 
     luigi = Path(sys.executable).with_name("luigi")
+    print(f"central scheduler UI: {env['TLC_UI_URL']}", flush=True)
     began = time.monotonic()
     for colors, start, stop in RANGES:
         cmd = [
@@ -63,7 +62,8 @@ def main() -> int:
             stop,
             "--workers",
             "2",
-            "--local-scheduler",
+            "--scheduler-url",
+            env["LUIGI_SCHEDULER_URL"],
         ]
         print("$", " ".join(cmd[1:]), flush=True)
         proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False, capture_output=True, text=True)
@@ -73,20 +73,26 @@ def main() -> int:
             print(f"demo: luigi exited {proc.returncode}", file=sys.stderr)
             return proc.returncode
 
-    print(f"\ndone in {time.monotonic() - began:.1f}s. What landed:")
-    data = Path(env["TLC_DATA_DIR"])
-    for colors, start, stop in RANGES:
-        for color in colors.split(","):
-            for year, month in months(start, stop):
-                parquet = layout.lake_path(data, color, year, month)
-                report = read_json(layout.quality_path(parquet)) or {}
-                print(
-                    f"  {color:6} {year}-{month:02d}  {report.get('rows_written', 0):>9,} rows  "
-                    f"{report.get('out_of_month_pickups', 0):>4} out-of-month  {parquet.relative_to(ROOT)}"
-                )
-    print(f"\nraw CSV.gz under {data / 'raw'}; quality reports beside each Parquet file.")
-    print(f"stack endpoints: . {stack.dir.root / 'env'}   stop it with: make stack-down")
-    return 0
+    print(f"\ndone in {time.monotonic() - began:.1f}s. Every month, counted where it landed:\n", flush=True)
+    report = ROOT / "data" / "report.html"
+    proc = subprocess.run([sys.executable, "-m", "tasks.report", "--html", str(report)], cwd=ROOT, env=env, check=False)
+    gcs = f"gs://{env.get('TLC_GCS_BUCKET', 'tlc-lake')}/lake/ at {env['STORAGE_EMULATOR_HOST']}"
+    bq = f"{env['TLC_BIGQUERY_PROJECT']}.tlc.<color>_tripdata at {env['TLC_BIGQUERY_ENDPOINT']}"
+    pg = f"tlc.<color>_tripdata at {env['PGHOST']}:{env['PGPORT']} (. {stack.dir.root / 'env'}; psql)"
+    places = [
+        ("raw CSV.gz + download records", str(ROOT / "data" / "raw")),
+        ("Parquet lake, quality reports, ledgers", str(ROOT / "data" / "lake")),
+        ("GCS (fake-gcs-server)", gcs),
+        ("BigQuery (bqemulator)", bq),
+        ("PostgreSQL", pg),
+        ("reconciliation page", str(report)),
+        ("luigid UI", env["TLC_UI_URL"]),
+    ]
+    print("\nwhere things are:")
+    for what, where in places:
+        print(f"  {what:<40} {where}")
+    print("run `make demo` again: nothing is fetched or loaded twice. Stop the services: make stack-down")
+    return proc.returncode
 
 
 if __name__ == "__main__":

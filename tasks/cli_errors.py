@@ -11,9 +11,14 @@ import logging
 
 from tasks.errors import InvalidInput, PipelineError
 
+_OUR_ERRORS = "tasks.errors."
+
 
 class OneLineErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        if "error in complete() method" in str(record.msg):
+            _shorten_formatted_traceback(record)
+            return True
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, InvalidInput):  # raised while parsing the command line
             record.msg = f"invalid input: {exc}"
@@ -24,6 +29,16 @@ class OneLineErrors(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+def _shorten_formatted_traceback(record: logging.LogRecord) -> None:
+    """luigi formats complete()'s traceback into the message itself; keep its last line if ours."""
+    text = record.getMessage()
+    last = text.rstrip().splitlines()[-1]
+    if last.startswith(_OUR_ERRORS):
+        head = text.split("\n", 1)[0]
+        record.msg = f"{head} {last.removeprefix(_OUR_ERRORS)}"
+        record.args = ()
 
 
 def install() -> None:

@@ -46,19 +46,23 @@ class GCSObject(MonthTask):
         return lake.object_matches(bucket, self.object_name(), parquet["md5"], parquet["size"], cfg.retry_seconds)
 
     @classmethod
-    def bulk_complete(cls, tasks: list[GCSObject]) -> set[str]:
+    def completed_among(cls, tasks: list[GCSObject]) -> set[str]:
         """Task ids done, from one object listing per color instead of one lookup per month."""
+        from google.api_core.exceptions import NotFound
+
         from tasks import gcp, lake
 
         cfg = gcs()
         bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
         done = set()
         for color in {t.color for t in tasks}:
-            prefix = f"{cfg.prefix.strip('/')}/{layout.lake_key(color, 2000, 1).split('/')[0]}/{color}/"
+            prefix = f"{cfg.prefix.strip('/')}/{layout.lake_prefix(color)}"
+            retry = gcp.storage_retry(cfg.retry_seconds)
             with gcp.sink_errors(f"GCS listing of gs://{bucket.name}/{prefix}"):
-                blobs = {
-                    b.name: b for b in bucket.list_blobs(prefix=prefix, retry=gcp.storage_retry(cfg.retry_seconds))
-                }
+                try:
+                    blobs = {b.name: b for b in bucket.list_blobs(prefix=prefix, retry=retry)}
+                except NotFound:  # no bucket yet: nothing uploaded
+                    blobs = {}
             for t in (t for t in tasks if t.color == color):
                 report, blob = t.requires().report(), blobs.get(t.object_name())
                 if report and blob and t.requires().complete():

@@ -58,7 +58,7 @@ class PostgresTable(MonthTask):
             conn.close()
 
     @classmethod
-    def bulk_complete(cls, tasks: list[PostgresTable]) -> set[str]:
+    def completed_among(cls, tasks: list[PostgresTable]) -> set[str]:
         """Task ids done, with one connection and one query per color instead of one per month."""
         schema_name, dsn = _settings()
         conn = pgload.connect(dsn)

@@ -104,12 +104,12 @@ class IngestRange(luigi.WrapperTask):
 
 
 def all_complete(tasks: list[luigi.Task]) -> bool:
-    """Use a task class's ``bulk_complete`` where it has one, ``complete()`` elsewhere."""
+    """Use a task class's ``completed_among`` where it has one, ``complete()`` elsewhere."""
     by_class: dict[type, list[luigi.Task]] = {}
     for task in tasks:
         by_class.setdefault(type(task), []).append(task)
     for cls, group in by_class.items():
-        bulk = getattr(cls, "bulk_complete", None)
+        bulk = getattr(cls, "completed_among", None)
         done = bulk(group) if bulk else {t.task_id for t in group if t.complete()}
         if len(done) < len(group):
             return False

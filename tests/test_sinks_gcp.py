@@ -162,11 +162,11 @@ def test_range_completeness_is_checked_in_bulk_and_notices_one_damaged_month(
     assert not all_complete(months)
     assert run(months).ok
     assert all_complete(months + lake)
-    assert BigQueryTable.bulk_complete(months) == {t.task_id for t in months if t.complete()}
+    assert BigQueryTable.completed_among(months) == {t.task_id for t in months if t.complete()}
     bucket().blob(lake[1].object_name()).delete()  # yellow 2021-02 vanishes from the lake
-    assert GCSObject.bulk_complete(lake) == {lake[0].task_id, lake[2].task_id}
+    assert GCSObject.completed_among(lake) == {lake[0].task_id, lake[2].task_id}
     assert not all_complete(months + lake)
     wh = months[0].warehouse()
     wh._query(f"DELETE FROM `{wh.table_id('green')}` WHERE TRUE")
-    assert BigQueryTable.bulk_complete(months) == {months[0].task_id, months[1].task_id}
+    assert BigQueryTable.completed_among(months) == {months[0].task_id, months[1].task_id}
     assert IngestRange(colors="yellow", start="2021-01", stop="2021-02").requires()[0].requires()[1] == lake[0]
