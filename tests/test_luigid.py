@@ -29,10 +29,10 @@ from typing import Any
 import luigi
 import pytest
 
+from tests.browser import ARTIFACTS, chromium, require_chromium
+
 REPO = Path(__file__).resolve().parents[1]
 LUIGI = Path(sys.executable).with_name("luigi")
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = REPO / "test-artifacts"
 RANGE = ("2024-01", "2024-06")  # six months
 MONTHS = [f"2024-{m:02d}" for m in range(1, 7)]
 
@@ -426,39 +426,12 @@ def test_progress_and_status_message_reach_luigid(luigid: Luigid, tmp_path: Path
     assert (done["progress_percentage"], done["status_message"]) == (100, "rows 3000/6000 loaded")
 
 
-def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",  # we run as root in CI
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--window-size=1400,900",
-            "--virtual-time-budget=5000",  # lets the page's XHRs and d3 drawing finish
-            *args,
-        ],
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_visualiser_shows_the_range_graph(luigid: Luigid, range_run: RangeRun, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: run scripts/install_chromium.sh (make test does)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)  # in CI the install step must have run: a skip would hide it
-        pytest.skip(reason)
+    require_chromium()
     assert range_run.returncode == 0
     url = f"{luigid.ui}#tab=graph&taskId={urllib.parse.quote(range_run.wrapper_id, safe='')}"
 
-    dom = _chromium("--dump-dom", url, profile=tmp_path / "profile-dom")
+    dom = chromium("--dump-dom", url, profile=tmp_path / "profile-dom")
     html = dom.stdout.decode()
     assert dom.returncode == 0, dom.stderr.decode()[-2000:]
     title = html.split('id="dependencyTitle"', 1)[1].split(">", 1)[1].split("</", 1)[0]
@@ -470,7 +443,7 @@ def test_visualiser_shows_the_range_graph(luigid: Luigid, range_run: RangeRun, t
     ARTIFACTS.mkdir(exist_ok=True)
     png = ARTIFACTS / "luigid-graph.png"
     png.unlink(missing_ok=True)
-    shot = _chromium(f"--screenshot={png}", url, profile=tmp_path / "profile-shot")
+    shot = chromium(f"--screenshot={png}", url, profile=tmp_path / "profile-shot")
     assert shot.returncode == 0, shot.stderr.decode()[-2000:]
     data = png.read_bytes()
     assert len(data) > 10_000
