@@ -109,3 +109,15 @@ def pg_stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pgstack")
     let_server_user_in(root, tmp_path_factory.getbasetemp().parent)
     return root
+
+
+@pytest.fixture(scope="module")
+def pg_server(pg_stack_dir: Path) -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL for the module; its libpq variables."""
+    from scripts.stack import Stack
+
+    stack = Stack(pg_stack_dir)
+    try:
+        yield stack.up(("postgres",))
+    finally:
+        stack.down()

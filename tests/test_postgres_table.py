@@ -15,7 +15,6 @@ import multiprocessing
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from scripts.make_sample_data import write_month
-from scripts.stack import Stack
 from scripts.stack.base import free_port
 from tasks import ParquetFile, PostgresTable, layout, ledger, pgload, schema
 from tasks.errors import InvalidInput, SinkError
@@ -35,15 +33,6 @@ from tests.luigirun import run
 
 ROWS = 3000
 PG_TYPES = {"timestamp": "timestamp without time zone"}  # as information_schema spells it
-
-
-@pytest.fixture(scope="module")
-def pg_server(pg_stack_dir: Path) -> Iterator[dict[str, str]]:
-    stack = Stack(pg_stack_dir)
-    try:
-        yield stack.up(("postgres",))
-    finally:
-        stack.down()
 
 
 @pytest.fixture
@@ -283,7 +272,7 @@ def test_two_workers_load_two_months_of_one_table_at_once(
 
     monkeypatch.setattr(pgload, "load_month", load_in_step)
     tasks = [PostgresTable(color=c, year=y, month=m) for c, y, m in months]
-    assert PostgresTable.bulk_complete(tasks) == set()  # no schema yet: not done, no error
+    assert PostgresTable.completed_among(tasks) == set()  # no schema yet: not done, no error
     result = run(tasks, workers=2)
     assert result.ok, result.failed
     assert query("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tlc.yellow_tripdata'::regclass") == [(2,)]
@@ -291,9 +280,9 @@ def test_two_workers_load_two_months_of_one_table_at_once(
         assert db_rows(color, year, month) == parquet_rows(parquet_of(pipeline_env, color, year, month))
         assert marker(color, year, month)[0] == ROWS
     assert leftover_staging() == []
-    assert PostgresTable.bulk_complete(tasks) == {t.task_id for t in tasks}  # one query for the color
+    assert PostgresTable.completed_among(tasks) == {t.task_id for t in tasks}  # one query for the color
     query_commit("DELETE FROM tlc.load_markers WHERE source_month = '2021-03-01'")
-    assert PostgresTable.bulk_complete(tasks) == {tasks[0].task_id}
+    assert PostgresTable.completed_among(tasks) == {tasks[0].task_id}
 
 
 def test_a_server_that_is_down_fails_fast_with_one_clear_line(

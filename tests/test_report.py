@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -11,22 +10,12 @@ import psycopg2
 import pytest
 
 from scripts.make_sample_data import write_month
-from scripts.stack import Stack
 from tasks import GCSObject, IngestRange, gcp
 from tasks.report import main as report
 from tasks.settings import gcs
 from tests.browser import ARTIFACTS, chromium, require_chromium
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
-
-
-@pytest.fixture(scope="module")
-def pg_server(pg_stack_dir: Path) -> Iterator[dict[str, str]]:
-    stack = Stack(pg_stack_dir)
-    try:
-        yield stack.up(("postgres",))
-    finally:
-        stack.down()
 
 
 @pytest.fixture
