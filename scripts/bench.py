@@ -25,8 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scripts import bench_postgres  # noqa: E402
 from scripts.make_sample_data import month_path, write_month  # noqa: E402
 from scripts.stack import Stack  # noqa: E402
+from tasks import layout  # noqa: E402
 
 ROWS = 1_369_765  # yellow 2021-01, the month the course loads
 BIG = (2021, 3)  # the 5x month is published as yellow 2021-03
@@ -99,6 +101,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=ROWS, help=f"rows of the 1x month (default {ROWS:,})")
     parser.add_argument("--out", default="bench-out", help="work directory (default bench-out)")
     parser.add_argument("--skip-big", action="store_true", help="skip the 5x month")
+    parser.add_argument("--to-sql-rows", type=int, default=None, help="run the seeds' to_sql on N rows, extrapolate")
     args = parser.parse_args()
     out = (ROOT / args.out).resolve()
 
@@ -142,6 +145,18 @@ def main() -> int:
         lake_cmd = luigi_month("BigQueryTable", 2021, 1, out / "data", env, keep=True)
         lake = measure("tlc-luigi: GCSObject + BigQueryTable", lake_cmd, env)
         print(row(lake) + f"  {args.rows / lake.seconds:,.0f} rows/s (upload, load job, month swap)")
+
+        print("\nParquet -> PostgreSQL, same month: ours vs the seeds' to_sql vs a raw psql \\copy floor")
+        env.update(stack.up(("http", "gcs", "bigquery", "postgres")))
+        parquet = layout.lake_path(out / "data", "yellow", 2021, 1)
+        csv_gz = month_path(source, "yellow", 2021, 1)
+        loads = bench_postgres.run(env, parquet, csv_gz, out / "postgres", args.to_sql_rows, repeat=3)
+        floor, to_sql = loads[-1][1], loads[-2][1]
+        for name, seconds, peak in loads:
+            print(
+                f"  {name:<62} {seconds:8.2f} s  {peak:6.0f} MB  {seconds / floor:5.2f}x floor  "
+                f"{to_sql / seconds:5.1f}x faster than to_sql"
+            )
     finally:
         stack.down()
     return 0
