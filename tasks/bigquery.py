@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tasks import ledger
 from tasks.gcs import GCSObject
 from tasks.params import MonthTask
 from tasks.parquet import ParquetFile
-from tasks.settings import bigquery, paths
+from tasks.settings import bigquery, gcs
 
 if TYPE_CHECKING:
     from tasks.warehouse import Warehouse
@@ -42,6 +42,14 @@ class BigQueryTable(MonthTask):
         expected = report["rows_written"]
         return rows == expected and marker == (expected, report["parquet"]["sha256"])
 
+    ledger_stage = "bigquery"
+
+    def ledger_facts(self) -> dict:
+        """Complete means the table holds exactly the Parquet's rows (see complete())."""
+        report = self._parquet_report() or {}
+        table = self.warehouse().table_id(self.color)
+        return {"table": table, "rows": report["rows_written"], "parquet_sha256": report["parquet"]["sha256"]}
+
     def complete(self) -> bool:
         rows, marker_rows, marker_sha = self.warehouse().month_state(self.color, self.year, self.month)
         return self._done(rows, (marker_rows, marker_sha))
@@ -60,6 +68,14 @@ class BigQueryTable(MonthTask):
                     done.add(t.task_id)
         return done
 
+    def _lake_generation(self, parquet: dict) -> Callable[[], int | None]:
+        """Reads the lake object's generation if it still holds this Parquet (see Warehouse.load_month)."""
+        from tasks import gcp, lake
+
+        cfg, name = gcs(), self.requires().object_name()
+        bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
+        return lambda: lake.matching_generation(bucket, name, parquet["md5"], parquet["size"], cfg.retry_seconds)
+
     def run(self) -> None:
         report = self._parquet_report() or {}
         wh = self.warehouse()
@@ -72,9 +88,9 @@ class BigQueryTable(MonthTask):
             self.requires().uri(),
             report["rows_written"],
             report["parquet"]["sha256"],
+            self._lake_generation(report["parquet"]),
         )
-        facts = {"table": wh.table_id(self.color), "rows": loaded, "parquet_sha256": report["parquet"]["sha256"]}
-        ledger.record(paths().root(), self.color, self.year, self.month, "bigquery", facts)
+        self.record_stage()
         self.requires().publish_manifest()
         self.set_progress_percentage(100)
         self.set_status_message(f"{self.label}: {loaded:,} rows in {wh.table_id(self.color)}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from luigi.parameter import ParameterException
+
 from tasks.errors import InvalidInput, PipelineError
 
 _OUR_ERRORS = "tasks.errors."
@@ -20,11 +22,11 @@ class OneLineErrors(logging.Filter):
             _shorten_formatted_traceback(record)
             return True
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, InvalidInput):  # raised while parsing the command line
+        if isinstance(exc, (InvalidInput, ParameterException)):  # raised while parsing the command line
             record.msg = f"invalid input: {exc}"
         elif isinstance(exc, PipelineError):
             record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
-        if isinstance(exc, PipelineError):
+        if isinstance(exc, (PipelineError, ParameterException)):
             record.args = ()
             record.exc_info = None
             record.exc_text = None

@@ -27,7 +27,7 @@ from isal import igzip_threaded, isal_zlib
 from tasks import rules as cleaning
 from tasks import schema
 from tasks.atomic import atomic_path
-from tasks.errors import CorruptSource, DataError, SchemaMismatch
+from tasks.errors import CorruptSource, DataError, SchemaMismatch, is_disk_full
 from tasks.months import month_bounds
 
 # Measured on a 1.37M-row yellow month: 2 MB blocks parse fastest on two cores and keep peak
@@ -271,6 +271,8 @@ def convert_month(
         except pa.ArrowInvalid as exc:
             raise DataError(f"{src.name}: {_first_line(exc)}") from None
         except (OSError, EOFError, isal_zlib.error) as exc:
+            if is_disk_full(exc):
+                raise  # our disk, not the source: ParquetFile reports it as LocalDiskFull
             raise CorruptSource(f"{src.name}: {_first_line(exc)}") from None
         if quality.rows_read == 0:
             raise DataError(f"{src.name}: no data rows after the header")

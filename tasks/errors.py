@@ -7,6 +7,11 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+
 
 class PipelineError(Exception):
     """An expected failure whose message alone tells the user what went wrong."""
@@ -42,3 +47,29 @@ class DataError(PipelineError):
 
 class SinkError(PipelineError):
     """A warehouse or lake operation failed after bounded retries."""
+
+
+class LocalDiskFull(PipelineError):
+    """The local disk or quota filled up: the temporary was removed; free space and rerun."""
+
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Also recognises pyarrow's IO errors, which carry the errno only in their text."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in _DISK_FULL or any(os.strerror(code) in str(exc) for code in _DISK_FULL)
+
+
+@contextlib.contextmanager
+def local_writes(what: str) -> Iterator[None]:
+    """Report a full disk as one line naming what was being written, not as a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        reason = os.strerror(exc.errno) if exc.errno in _DISK_FULL else "No space left on device"
+        raise LocalDiskFull(f"{what}: {reason}") from None

@@ -8,6 +8,7 @@ stream checked out. Transient failures are retried with exponential backoff; a 4
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import http.client
@@ -97,9 +98,28 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _open(url: str, timeout: float, method: str = "GET") -> http.client.HTTPResponse:
+def _request(url: str, method: str) -> urllib.request.Request:
+    """``user:pass@`` in the URL becomes HTTP Basic auth, which urllib would not send by itself.
+
+    The header is unredirected: a release URL redirects to another host (GitHub's object
+    store), which must not receive the credentials.
+    """
+    parts = urllib.parse.urlsplit(url)
     headers = {"User-Agent": "tlc-luigi", "Accept-Encoding": "identity"}
-    request = urllib.request.Request(url, headers=headers, method=method)  # noqa: S310 - scheme checked
+    if parts.username is None:
+        return urllib.request.Request(url, headers=headers, method=method)  # noqa: S310 - scheme checked
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    bare = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    request = urllib.request.Request(bare, headers=headers, method=method)  # noqa: S310 - scheme checked
+    userinfo = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(userinfo.encode()).decode())
+    return request
+
+
+def _open(url: str, timeout: float, method: str = "GET") -> http.client.HTTPResponse:
+    request = _request(url, method)
     try:
         return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked in download()
     except urllib.error.HTTPError as exc:

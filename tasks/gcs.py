@@ -34,6 +34,24 @@ class GCSObject(MonthTask):
         name = self.object_name().removesuffix(".parquet") + ".manifest.json"
         lake.put_small(bucket, name, local, cfg.retry_seconds)
 
+    ledger_stage = "gcs"
+
+    def ledger_facts(self) -> dict:
+        from tasks import gcp, lake
+
+        cfg, parquet = gcs(), (self.requires().report() or {})["parquet"]
+        bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
+        generation = lake.matching_generation(
+            bucket, self.object_name(), parquet["md5"], parquet["size"], cfg.retry_seconds
+        )
+        return {
+            "uri": self.uri(),
+            "generation": generation,
+            "size": parquet["size"],
+            "md5": parquet["md5"],
+            "parquet_sha256": parquet["sha256"],
+        }
+
     def complete(self) -> bool:
         report = self.requires().report()
         if not report or not self.requires().complete():
@@ -88,15 +106,8 @@ class GCSObject(MonthTask):
             "parquet_sha256": report["parquet"]["sha256"],
             "source_month": f"{self.year}-{self.month:02d}",
         }
-        blob = lake.upload(bucket, self.object_name(), path, report["parquet"]["md5"], metadata, cfg.retry_seconds)
-        facts = {
-            "uri": self.uri(),
-            "generation": blob.generation,
-            "size": blob.size,
-            "md5": report["parquet"]["md5"],
-            "parquet_sha256": report["parquet"]["sha256"],
-        }
-        ledger.record(paths().root(), self.color, self.year, self.month, "gcs", facts)
+        lake.upload(bucket, self.object_name(), path, report["parquet"]["md5"], metadata, cfg.retry_seconds)
+        self.record_stage()
         self.publish_manifest()
         self.set_progress_percentage(100)
         self.set_status_message(f"{self.label}: {self.uri()} verified (md5)")

@@ -3,12 +3,14 @@
 An object is trusted only when its md5 (computed by GCS) equals the md5 recorded when the
 Parquet was written; a truncated, replaced or foreign object fails that test and is
 replaced. Uploads are create-only (``if_generation_match=0``), so two writers cannot both
-win; a stale object is deleted by generation first.
+win; the loser accepts the winner's object when its md5 is ours. A stale object is deleted
+by generation first.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 from pathlib import Path
 
 from google.api_core import exceptions as gexc
@@ -35,10 +37,21 @@ def ensure_bucket(client: storage.Client, name: str, location: str, retry_second
                 return client.get_bucket(name, retry=retry)
 
 
-def object_matches(bucket: storage.Bucket, name: str, md5_hex: str, size: int, retry_seconds: float) -> bool:
+def matching_generation(bucket: storage.Bucket, name: str, md5_hex: str, size: int, retry_seconds: float) -> int | None:
+    """The object's generation when it holds exactly the local Parquet, else None.
+
+    The generation changes on every write, so comparing it before and after a BigQuery load
+    proves the load read the verified bytes and not a replacement written meanwhile.
+    """
     with sink_errors(f"GCS read of gs://{bucket.name}/{name}"):
         blob = bucket.get_blob(name, retry=storage_retry(retry_seconds))
-    return blob is not None and blob.md5_hash == md5_b64(md5_hex) and blob.size == size
+    if blob is None or blob.md5_hash != md5_b64(md5_hex) or blob.size != size:
+        return None
+    return int(blob.generation)
+
+
+def object_matches(bucket: storage.Bucket, name: str, md5_hex: str, size: int, retry_seconds: float) -> bool:
+    return matching_generation(bucket, name, md5_hex, size, retry_seconds) is not None
 
 
 def upload(
@@ -56,8 +69,10 @@ def upload(
         blob = bucket.blob(name)
         blob.metadata = metadata
         blob.content_type = "application/vnd.apache.parquet"
-        # checksum="md5": the client compares GCS's digest of the received bytes with its own.
-        blob.upload_from_filename(str(path), if_generation_match=0, checksum="md5", retry=retry)
+        # PreconditionFailed: another writer created it first; fine if its bytes are ours (checked below).
+        with contextlib.suppress(gexc.PreconditionFailed):
+            # checksum="md5": the client compares GCS's digest of the received bytes with its own.
+            blob.upload_from_filename(str(path), if_generation_match=0, checksum="md5", retry=retry)
         landed = bucket.get_blob(name, retry=retry)
     if landed is None or landed.md5_hash != md5_b64(md5_hex):
         raise SinkError(f"GCS object {where} does not match the local Parquet after upload")

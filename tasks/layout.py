@@ -20,6 +20,11 @@ def raw_meta_path(raw: Path) -> Path:
     return raw.with_name(raw.name + ".meta.json")
 
 
+def rejected_path(root: Path, color: str, year: int, month: int) -> Path:
+    """Where a download the converter refused is kept for inspection, out of the task graph."""
+    return root / "rejected" / color / month_file_name(color, year, month)
+
+
 def lake_prefix(color: str) -> str:
     return f"v{SCHEMA_VERSION}/{color}/"
 

@@ -52,6 +52,13 @@ def read(root: Path, color: str, year: int, month: int) -> dict[str, Any]:
     return read_json(manifest_path(root, color, year, month)) or {}
 
 
+def unrecorded(root: Path, color: str, year: int, month: int, stages: tuple[str, ...] = STAGES) -> list[str]:
+    """Stages of ``stages`` the manifest lacks or marks stale: a kill between a sink's commit
+    and its ``record`` leaves one, and IngestMonth records it again from the sink's state."""
+    recorded = read(root, color, year, month).get("stages", {})
+    return [s for s in stages if s not in recorded or recorded[s].get("stale")]
+
+
 def record(root: Path, color: str, year: int, month: int, stage: str, facts: dict[str, Any]) -> dict[str, Any]:
     """Set ``stage``'s entry; a new source or Parquet invalidates what later stages recorded."""
     if stage not in STAGES:

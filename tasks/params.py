@@ -8,8 +8,10 @@ from typing import Any
 
 import luigi
 
+from tasks import ledger
 from tasks.errors import InvalidInput
 from tasks.months import COLORS, validate_color, validate_month, validate_month_number, validate_year
+from tasks.settings import paths
 
 
 class ColorParameter(luigi.Parameter):
@@ -24,20 +26,36 @@ def _whole_number(what: str, text: str, allowed: str) -> int:
         raise InvalidInput(f"{what} {text!r} is not valid: use {allowed}") from None
 
 
-class YearParameter(luigi.IntParameter):
+class WholeNumberParameter(luigi.IntParameter):
+    """An int whose unreadable text is an InvalidInput naming it, not a ValueError traceback."""
+
+    what, allowed = "value", "a whole number"
+
     def parse(self, x: str) -> int:
-        return _whole_number("year", x, "a year such as 2021")
+        return _whole_number(self.what, x, self.allowed)
+
+
+class YearParameter(WholeNumberParameter):
+    what, allowed = "year", "a year such as 2021"
 
     def normalize(self, x: Any) -> int:
         return validate_year(int(x))
 
 
-class MonthParameter(luigi.IntParameter):
-    def parse(self, x: str) -> int:
-        return _whole_number("month", x, "1-12")
+class MonthParameter(WholeNumberParameter):
+    what, allowed = "month", "1-12"
 
     def normalize(self, x: Any) -> int:
         return validate_month_number(int(x))
+
+
+class OptionalYearParameter(luigi.parameter.OptionalParameterMixin, YearParameter):
+    expected_type = int
+
+
+class OptionalWindowParameter(luigi.parameter.OptionalParameterMixin, WholeNumberParameter):
+    expected_type = int
+    what, allowed = "window", "1-240 months"
 
 
 class MonthTask(luigi.Task):
@@ -50,6 +68,16 @@ class MonthTask(luigi.Task):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         validate_month(self.year, self.month)
+
+    ledger_stage: str = ""  # the manifest entry this task writes, if any (tasks.ledger.STAGES)
+
+    def ledger_facts(self) -> dict[str, Any]:
+        """What this stage holds now, read back from its output; only called once it is complete."""
+        raise NotImplementedError
+
+    def record_stage(self) -> None:
+        """Write this stage's manifest entry; IngestMonth calls it again if a kill skipped it."""
+        ledger.record(paths().root(), self.color, self.year, self.month, self.ledger_stage, self.ledger_facts())
 
     @property
     def label(self) -> str:

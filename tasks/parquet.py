@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import luigi
 
-from tasks import layout, ledger, schema
+from tasks import layout, schema
 from tasks.atomic import read_json, write_json
 from tasks.convert import convert_month, parquet_rows
 from tasks.download import DownloadCSV
+from tasks.errors import CorruptSource, DataError, SchemaMismatch, local_writes
 from tasks.params import MonthTask
 from tasks.settings import cleaning, paths
 
@@ -28,6 +32,23 @@ class ParquetFile(MonthTask):
     def report(self) -> dict | None:
         return read_json(layout.quality_path(layout.lake_path(paths().root(), self.color, self.year, self.month)))
 
+    ledger_stage = "parquet"
+
+    def ledger_facts(self) -> dict:
+        report = self.report() or {}
+        return {
+            "file": layout.lake_key(self.color, self.year, self.month),
+            "rows_read": report["rows_read"],
+            "rows_written": report["rows_written"],
+            "rows_dropped": report["rows_dropped"],
+            "rules": report["rules"],
+            "size": report["parquet"]["size"],
+            "sha256": report["parquet"]["sha256"],
+            "md5": report["parquet"]["md5"],
+            "source_sha256": report["source"]["sha256"],
+            "source_etag": report["source"]["etag"],
+        }
+
     def complete(self) -> bool:
         path = layout.lake_path(paths().root(), self.color, self.year, self.month)
         report = self.report()
@@ -40,33 +61,33 @@ class ParquetFile(MonthTask):
             and parquet_rows(path) == report.get("rows_written")
         )
 
+    def _reject(self, raw: Path) -> Path:
+        """Move a refused download out of the graph, so a fix at the source is fetched by a plain rerun.
+
+        The record goes first: without it DownloadCSV is incomplete whatever else happens.
+        """
+        kept = layout.rejected_path(paths().root(), self.color, self.year, self.month)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        meta = layout.raw_meta_path(raw)
+        if meta.exists():
+            os.replace(meta, layout.raw_meta_path(kept))
+        os.replace(raw, kept)
+        return kept
+
     def run(self) -> None:
-        root = paths().root()
-        src = layout.raw_path(root, self.color, self.year, self.month)
-        dest = layout.lake_path(root, self.color, self.year, self.month)
-        report = convert_month(
-            src, dest, self.color, self.year, self.month, rules=cleaning().rules(), progress=self.reporter()
-        )
-        record = read_json(layout.raw_meta_path(src)) or {}
-        report["source"] = {k: record.get(k) for k in ("url", "size", "sha256", "etag", "last_modified")}
-        write_json(layout.quality_path(dest), report)
-        ledger.record(
-            root,
-            self.color,
-            self.year,
-            self.month,
-            "parquet",
-            {
-                "file": layout.lake_key(self.color, self.year, self.month),
-                "rows_read": report["rows_read"],
-                "rows_written": report["rows_written"],
-                "rows_dropped": report["rows_dropped"],
-                "rules": report["rules"],
-                "size": report["parquet"]["size"],
-                "sha256": report["parquet"]["sha256"],
-                "md5": report["parquet"]["md5"],
-                "source_sha256": report["source"]["sha256"],
-                "source_etag": report["source"]["etag"],
-            },
-        )
-        self.set_status_message(f"{self.label}: {report['rows_written']:,} rows written to {dest.name}")
+        with local_writes(f"writing the Parquet of {self.label} under {paths().root()}"):
+            root = paths().root()
+            src = layout.raw_path(root, self.color, self.year, self.month)
+            dest = layout.lake_path(root, self.color, self.year, self.month)
+            try:
+                report = convert_month(
+                    src, dest, self.color, self.year, self.month, rules=cleaning().rules(), progress=self.reporter()
+                )
+            except (SchemaMismatch, DataError, CorruptSource) as exc:
+                kept = self._reject(src)
+                raise type(exc)(f"{exc} (download kept at {kept}; the next run fetches the month again)") from None
+            record = read_json(layout.raw_meta_path(src)) or {}
+            report["source"] = {k: record.get(k) for k in ("url", "size", "sha256", "etag", "last_modified")}
+            write_json(layout.quality_path(dest), report)
+            self.record_stage()
+            self.set_status_message(f"{self.label}: {report['rows_written']:,} rows written to {dest.name}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks import layout, ledger, pgload
+from tasks import layout, pgload
 from tasks.errors import SinkError
 from tasks.identifiers import identifier
 from tasks.params import MonthTask
@@ -46,6 +46,20 @@ class PostgresTable(MonthTask):
             return False
         rows, sha256 = expected
         return state.rows == rows and state.parquet_sha256 == sha256 and state.count == rows
+
+    ledger_stage = "postgres"
+
+    def ledger_facts(self) -> dict:
+        """Complete means the partition holds exactly the Parquet's rows (see complete())."""
+        schema_name, _ = _settings()
+        rows, sha256 = self._expected() or (None, None)
+        table = f"{schema_name}.{self.color}_tripdata"
+        return {
+            "table": table,
+            "partition": f"{table}_{self.year}_{self.month:02d}",
+            "rows": rows,
+            "parquet_sha256": sha256,
+        }
 
     def complete(self) -> bool:
         schema_name, dsn = _settings()
@@ -96,7 +110,5 @@ class PostgresTable(MonthTask):
             )
         finally:
             conn.close()
-        table = f"{schema_name}.{self.color}_tripdata"
-        facts = {"table": table, "partition": f"{table}_{self.year}_{self.month:02d}", "rows": loaded}
-        ledger.record(root, self.color, self.year, self.month, "postgres", {**facts, "parquet_sha256": sha256})
-        self.set_status_message(f"{self.label}: {loaded:,} rows in {table}")
+        self.record_stage()
+        self.set_status_message(f"{self.label}: {loaded:,} rows in {schema_name}.{self.color}_tripdata")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import luigi
 
+from tasks.identifiers import gcp_project
 from tasks.rules import Rules
 
 DATATALKS_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
@@ -93,7 +94,7 @@ class gcs(luigi.Config):  # noqa: N801
     retry_seconds = luigi.FloatParameter(default=120.0, description="deadline for retrying one call")
 
     def project_id(self) -> str:
-        return env_or("TLC_GCP_PROJECT", self.project)
+        return gcp_project(env_or("TLC_GCP_PROJECT", self.project))
 
     def bucket_name(self) -> str:
         return env_or("TLC_GCS_BUCKET", self.bucket)
@@ -111,7 +112,9 @@ class bigquery(luigi.Config):  # noqa: N801
     job_timeout_seconds = luigi.FloatParameter(default=600.0, description="longest a load or query may take")
 
     def project_id(self) -> str:
-        return env_or("TLC_BIGQUERY_PROJECT", self.project) or gcs().project_id()
+        """Validated: it is spelled into SQL (`project.dataset.table`)."""
+        own = env_or("TLC_BIGQUERY_PROJECT", self.project)
+        return gcp_project(own) if own else gcs().project_id()
 
     def api_endpoint(self) -> str:
         return env_or("TLC_BIGQUERY_ENDPOINT", self.endpoint)

@@ -3,12 +3,17 @@
 Mechanism (works on real BigQuery and on bqemulator, which rejects ``table$YYYYMM``
 decorators and ``MERGE ... INSERT ROW``):
 1. a load job takes the month's Parquet from its ``gs://`` URI into a staging table of its
-   own (WRITE_TRUNCATE, explicit schema): rows never stream through this process;
-2. the staging row count is checked against the Parquet's;
+   own (WRITE_TRUNCATE, explicit schema; named by the Parquet's sha256, so concurrent loads
+   of one Parquet share identical rows and a killed load's leftover is reused): rows never
+   stream through this process;
+2. the object's generation is read before and after the job and must be the one whose md5
+   equals the local Parquet's, so the job read the verified bytes and not a replacement;
+   the staging rows must all carry this source month and their count equal the Parquet's;
+   if a concurrent load of the same Parquet swapped first, the month already holds it: done;
 3. one multi-statement transaction deletes the month (``WHERE source_month = ...``), inserts
    the staging rows and records the load in ``_loads``; it commits whole or not at all, so
    readers never see a half-loaded month and a failed load leaves the previous one intact;
-4. the staging table is dropped.
+4. the staging table is dropped, with any that killed loads of other versions left.
 The table is partitioned by month on ``source_month`` (the source file's month, not the
 pickup time, which strays across months), so step 3 touches one partition.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
@@ -24,7 +30,7 @@ from google.cloud import bigquery
 from tasks import schema
 from tasks.errors import SinkError
 from tasks.gcp import bigquery_retry, sink_errors
-from tasks.identifiers import identifier, table_name
+from tasks.identifiers import gcp_project, identifier, table_name
 from tasks.months import validate_color
 
 MARKERS = "_loads"
@@ -50,7 +56,7 @@ class Warehouse:
 
     def __init__(self, client: bigquery.Client, dataset: str, retry_seconds: float, job_timeout: float) -> None:
         self.client = client
-        self.dataset = f"{client.project}.{identifier(dataset, 'dataset')}"
+        self.dataset = f"{gcp_project(client.project)}.{identifier(dataset, 'dataset')}"
         self.retry = bigquery_retry(retry_seconds)
         self.job_timeout = job_timeout
 
@@ -114,14 +120,44 @@ class Warehouse:
                 return {}
         return {r["source_month"]: (int(r["rows"]), r["parquet_sha256"]) for r in rows}
 
-    def load_month(self, color: str, year: int, month: int, uri: str, expected_rows: int, parquet_sha256: str) -> int:
+    def load_month(
+        self,
+        color: str,
+        year: int,
+        month: int,
+        uri: str,
+        expected_rows: int,
+        parquet_sha256: str,
+        verified_generation: Callable[[], int | None],
+    ) -> int:
+        """Replace the month with the rows of ``uri``; ``verified_generation`` pins the object.
+
+        It returns the object's generation when the object still matches the local Parquet,
+        else None; it is asked before and after the load job.
+        """
         if not _SHA256.fullmatch(parquet_sha256):
             raise SinkError(f"refusing to load {uri}: recorded sha256 {parquet_sha256!r} is malformed")
-        staging = self.table_id(color, suffix=f"_{year}_{month:02d}_staging")
+        # Named by the Parquet: a killed load's leftover is overwritten and dropped by the rerun,
+        # and concurrent loads of the same Parquet share identical staging rows.
+        staging_prefix = table_name(validate_color(color), year, month, suffix="_staging_")
+        staging = f"{self.dataset}.{staging_prefix}{parquet_sha256[:16]}"
         day = dt.date(year, month, 1).isoformat()
         where = f"BigQuery load of {color} {year}-{month:02d} from {uri}"
+        swap = f"""
+            BEGIN TRANSACTION;
+            DELETE FROM `{self.table_id(color)}` WHERE source_month = DATE '{day}';
+            INSERT INTO `{self.table_id(color)}` SELECT * FROM `{staging}`;
+            DELETE FROM `{self.dataset}.{MARKERS}` WHERE color = '{color}' AND source_month = DATE '{day}';
+            INSERT INTO `{self.dataset}.{MARKERS}` (color, source_month, rows, parquet_sha256, loaded_at)
+              VALUES ('{color}', DATE '{day}', {int(expected_rows)}, '{parquet_sha256}', CURRENT_TIMESTAMP());
+            COMMIT TRANSACTION;
+        """
+        replaced = f"{where}: the object no longer matches the local Parquet (replaced or deleted); a rerun uploads it"
         with sink_errors(where):
             try:
+                generation = verified_generation()
+                if generation is None:
+                    raise SinkError(replaced)
                 config = bigquery.LoadJobConfig(
                     source_format=bigquery.SourceFormat.PARQUET,
                     write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
@@ -129,18 +165,32 @@ class Warehouse:
                 )
                 job = self.client.load_table_from_uri(uri, staging, job_config=config, retry=self.retry)
                 job.result(retry=self.retry, timeout=self.job_timeout)
-                staged = int(self._query(f"SELECT COUNT(*) AS n FROM `{staging}`")[0]["n"])
-                if staged != expected_rows:
-                    raise SinkError(f"{where}: staged {staged} rows, the Parquet has {expected_rows}")
-                self._query(f"""
-                    BEGIN TRANSACTION;
-                    DELETE FROM `{self.table_id(color)}` WHERE source_month = DATE '{day}';
-                    INSERT INTO `{self.table_id(color)}` SELECT * FROM `{staging}`;
-                    DELETE FROM `{self.dataset}.{MARKERS}` WHERE color = '{color}' AND source_month = DATE '{day}';
-                    INSERT INTO `{self.dataset}.{MARKERS}` (color, source_month, rows, parquet_sha256, loaded_at)
-                      VALUES ('{color}', DATE '{day}', {int(expected_rows)}, '{parquet_sha256}', CURRENT_TIMESTAMP());
-                    COMMIT TRANSACTION;
-                """)
+                if verified_generation() != generation:
+                    raise SinkError(replaced)
+                try:
+                    row = self._query(
+                        f"SELECT COUNT(*) AS n, COUNTIF(source_month IS NULL OR source_month != DATE '{day}') "
+                        f"AS strays FROM `{staging}`"
+                    )[0]
+                    staged, strays = int(row["n"]), int(row["strays"])
+                    if strays:
+                        raise SinkError(f"{where}: {strays} staged rows belong to another source month")
+                    if staged != expected_rows:
+                        raise SinkError(f"{where}: staged {staged} rows, the Parquet has {expected_rows}")
+                    self._query(swap)
+                except gexc.NotFound:
+                    # A concurrent load of the same Parquet swapped first and dropped the shared
+                    # staging table: done, if the month now holds exactly these rows.
+                    if self.month_state(color, year, month) != (expected_rows, expected_rows, parquet_sha256):
+                        raise
+                    staged = expected_rows
             finally:
                 self.client.delete_table(staging, not_found_ok=True, retry=self.retry)
+            self._drop_leftovers(staging_prefix)
         return staged
+
+    def _drop_leftovers(self, staging_prefix: str) -> None:
+        """Drop staging tables of other Parquet versions of the month, left by killed loads."""
+        for item in self.client.list_tables(self.dataset, retry=self.retry):
+            if item.table_id.startswith(staging_prefix):
+                self.client.delete_table(f"{self.dataset}.{item.table_id}", not_found_ok=True, retry=self.retry)

@@ -13,7 +13,9 @@ from typing import Any
 
 import luigi
 
+from tasks import ledger
 from tasks.bigquery import BigQueryTable
+from tasks.download import DownloadCSV
 from tasks.errors import InvalidInput
 from tasks.fetch import is_published, source_url
 from tasks.gcs import GCSObject
@@ -26,16 +28,21 @@ from tasks.months import (
     validate_color,
     validate_month,
 )
-from tasks.params import MonthTask
+from tasks.params import MonthTask, OptionalWindowParameter, OptionalYearParameter
 from tasks.parquet import ParquetFile
 from tasks.postgres import PostgresTable
-from tasks.settings import schedule, source
+from tasks.settings import paths, schedule, source
 
 logger = logging.getLogger("luigi-interface")
 
 
 class IngestMonth(MonthTask):
-    """Everything one month needs, from the source to every sink."""
+    """Everything one month needs, from the source to every sink, and its manifest whole.
+
+    A worker killed after a sink committed but before it wrote its manifest entry leaves the
+    sink complete and the entry missing; this task's run() writes such entries from the
+    sinks' state, so every ingested month's manifest names every stage.
+    """
 
     def requires(self) -> list[luigi.Task]:
         return [
@@ -45,11 +52,24 @@ class IngestMonth(MonthTask):
             PostgresTable(color=self.color, year=self.year, month=self.month),
         ]
 
+    def _stage_tasks(self) -> list[MonthTask]:
+        return [DownloadCSV(color=self.color, year=self.year, month=self.month), *self.requires()]
+
+    def unrecorded(self) -> list[str]:
+        """Manifest entries to write; the source's only while its download record is on disk."""
+        stages = tuple(t.ledger_stage for t in self._stage_tasks() if t.ledger_stage != "source" or t.ledger_facts())
+        return ledger.unrecorded(paths().root(), self.color, self.year, self.month, stages)
+
     def complete(self) -> bool:
-        return all(t.complete() for t in luigi.task.flatten(self.requires()))
+        return all(t.complete() for t in luigi.task.flatten(self.requires())) and not self.unrecorded()
 
     def run(self) -> None:
-        """Nothing of its own: done when its requirements are."""
+        missing = self.unrecorded()
+        for task in self._stage_tasks():
+            if task.ledger_stage in missing:
+                task.record_stage()
+        if missing:
+            GCSObject(color=self.color, year=self.year, month=self.month).publish_manifest()
 
 
 class IngestRange(luigi.WrapperTask):
@@ -59,12 +79,14 @@ class IngestRange(luigi.WrapperTask):
     colors = luigi.Parameter(default=",".join(COLORS), description=f"comma-separated, of {', '.join(COLORS)}")
     start = luigi.OptionalParameter(default=None, description="first month, YYYY-MM")
     stop = luigi.OptionalParameter(default=None, description="last month, YYYY-MM, inclusive (default: start)")
-    year = luigi.OptionalIntParameter(default=None, description="with --months: the year of the months")
+    year = OptionalYearParameter(default=None, description="with --months: the year of the months")
     months = luigi.OptionalParameter(default=None, description="with --year: comma-separated months, e.g. 1,2,3")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._months = list(self.month_list())  # validate now: before anything is scheduled
+        # validate now, before anything is scheduled: a bad value is an input error (exit 40)
+        self._colors = self.color_list()
+        self._months = list(self.month_list())
 
     def color_list(self) -> list[str]:
         colors = [validate_color(c.strip()) for c in self.colors.split(",") if c.strip()]
@@ -92,7 +114,7 @@ class IngestRange(luigi.WrapperTask):
             yield validate_month(self.year, m)
 
     def requires(self) -> list[IngestMonth]:
-        return [IngestMonth(color=c, year=y, month=m) for c in self.color_list() for y, m in self._months]
+        return [IngestMonth(color=c, year=y, month=m) for c in self._colors for y, m in self._months]
 
     def complete(self) -> bool:
         """The whole range in one pass: one listing or query per sink and color, not per month.
@@ -100,7 +122,9 @@ class IngestRange(luigi.WrapperTask):
         True only if every month of every stage checks out; otherwise luigi goes on to check
         each month on its own, as for any task, and runs what is missing.
         """
-        return all_complete([t for month in self.requires() for t in luigi.task.flatten(month.requires())])
+        months = self.requires()
+        stages = [t for month in months for t in luigi.task.flatten(month.requires())]
+        return all_complete(stages) and not any(month.unrecorded() for month in months)
 
 
 def all_complete(tasks: list[luigi.Task]) -> bool:
@@ -125,7 +149,7 @@ class IngestCatchUp(luigi.WrapperTask):
     """
 
     colors = luigi.OptionalParameter(default=None, description="comma-separated colors (default [tlc.schedule])")
-    window = luigi.OptionalIntParameter(default=None, description="months back to look (default [tlc.schedule])")
+    window = OptionalWindowParameter(default=None, description="months back to look, 1-240 (default [tlc.schedule])")
     until = luigi.OptionalParameter(default=None, description="last month to consider, YYYY-MM (default: last ended)")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -19,6 +19,7 @@ class SourceServer:
         self.root = root
         self.plans: dict[str, list[str]] = {}
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of each GET
         self.stall_seconds = 5.0
         server = self
 
@@ -38,6 +39,7 @@ class SourceServer:
 
             def do_GET(self) -> None:
                 server.requests.append(self.path)
+                server.authorizations.append(self.headers.get("Authorization"))
                 plan = server.plans.get(self.path)
                 step = plan.pop(0) if plan else "ok"
                 server.serve(self, step)

@@ -121,10 +121,10 @@ def test_failing_load_leaves_the_previous_month_intact(
     pq.write_table(pa.table({"x": [1, 2, 3]}), bad)
     bucket().blob("bad/bad.parquet").upload_from_filename(str(bad))
     with pytest.raises(SinkError, match="BigQuery load of yellow 2021-01"):
-        wh.load_month("yellow", 2021, 1, f"gs://{gcp_env['bucket']}/bad/bad.parquet", 3, sha)
+        wh.load_month("yellow", 2021, 1, f"gs://{gcp_env['bucket']}/bad/bad.parquet", 3, sha, lambda: 1)
     # The right file, but fewer rows than the Parquet promised: refused before the swap.
     with pytest.raises(SinkError, match="staged 2500 rows, the Parquet has 2501"):
-        wh.load_month("yellow", 2021, 1, GCSObject(color="yellow", year=2021, month=1).uri(), 2501, sha)
+        wh.load_month("yellow", 2021, 1, GCSObject(color="yellow", year=2021, month=1).uri(), 2501, sha, lambda: 1)
     assert wh.month_state("yellow", 2021, 1) == before
     assert jan.complete()
     tables = {t.table_id for t in wh.client.list_tables(wh.dataset)}
