@@ -41,18 +41,40 @@ class Result:
     peak_mb: float
 
 
+# A process's ru_maxrss starts at the high-water mark of the memory it was forked with
+# (vfork: the parent's own), so children of this grown benchmark process would all report
+# at least its peak. A fresh small launcher forks the contender and reports its rusage.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def measure(name: str, cmd: list[str], env: dict[str, str]) -> Result:
-    """Run ``cmd`` to completion; wall time and the peak RSS of that child alone."""
+    """Run ``cmd`` to completion; wall time and the peak RSS of that child (and its largest descendant)."""
+    peak = ROOT / f".bench-rss-{os.getpid()}"
     began = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", _LAUNCHER, str(peak), *cmd],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+    )
     seconds = time.monotonic() - began
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        sys.stderr.write(out.decode(errors="replace")[-3000:])
+        sys.stderr.write(proc.stdout.decode(errors="replace")[-3000:])
         raise SystemExit(f"bench: {name} failed with exit code {proc.returncode}")
-    return Result(name, seconds, usage.ru_maxrss / 1024)
+    kilobytes = int(peak.read_text())
+    peak.unlink()
+    return Result(name, seconds, kilobytes / 1024)
 
 
 def luigi_month(task: str, year: int, month: int, data: Path, env: dict[str, str], keep: bool = False) -> list[str]:
