@@ -2,8 +2,8 @@
 
 Nobody watches a scheduled backfill, so a failed month has to reach someone. Two channels:
 
-* E-mail is luigi's built-in failure mail (``[email]`` / ``[smtp]`` in ``luigi.cfg``, see
-  ``config/alerts.example.cfg``). luigi has no hook for its content, so ``install()`` wraps
+* E-mail is luigi's built-in failure mail (``[email]`` / ``[smtp]``, see the commented block
+  at the end of ``luigi.cfg``). luigi has no hook for its content, so ``install()`` wraps
   ``luigi.notifications.send_error_email`` (the one function the worker calls) to scrub
   secrets from the subject and body, to supply the SMTP password from ``TLC_SMTP_PASSWORD``
   for the duration of the send only, and to log a failed send instead of letting it end the
@@ -12,7 +12,8 @@ Nobody watches a scheduled backfill, so a failed month has to reach someone. Two
   and turn one task's failure into a crash of the whole run.
 * The webhook is ours: on a task's failure, one ``{"text": ...}`` POST to ``[tlc.alerts]
   webhook_url`` (env ``TLC_ALERT_WEBHOOK_URL``), bounded by a timeout and two retries, never
-  raising into luigi. The URL itself is a secret (Slack puts the token in the path): it is
+  raising into luigi; with ``summary = true``, also one summary when a range or catch-up
+  run succeeds. The URL itself is a secret (Slack puts the token in the path): it is
   never logged and is scrubbed from every message.
 
 Every alert passes through ``scrub()``: ``user:pass@`` in URLs, ``password=``-style pairs,
@@ -71,6 +72,9 @@ class alerts(luigi.Config):  # noqa: N801 - luigi names the cfg section after th
     )
     timeout_seconds = luigi.FloatParameter(default=5.0, description="per POST attempt; a stalled receiver fails it")
     backoff_seconds = luigi.FloatParameter(default=1.0, description="delay before the first retry, then doubled")
+    summary = luigi.BoolParameter(
+        default=False, description="also post one summary when a range or catch-up run succeeds (webhook only)"
+    )
 
     def url(self) -> str:
         return env_or("TLC_ALERT_WEBHOOK_URL", self.webhook_url)
@@ -189,6 +193,24 @@ def on_failure(task: luigi.Task, error: BaseException | str) -> None:
         logger.error("alerts: could not send the failure alert: %s", scrub(type(exc).__name__))
 
 
+def on_success(task: luigi.Task) -> None:
+    """luigi event handler for SUCCESS: a range or catch-up that finished posts its summary.
+
+    Off unless ``[tlc.alerts] summary = true``: a daily "all done" is welcome in some teams and
+    noise in others. Only tasks with a ``run_summary()`` (IngestRange, IngestCatchUp) post one,
+    so the months themselves stay quiet.
+    """
+    summary = getattr(task, "run_summary", None)
+    if summary is None:
+        return
+    try:
+        settings = alerts()
+        if settings.summary and settings.url():
+            post_webhook(scrub(f"tlc-luigi: {summary()} on {socket.gethostname()}"), settings)
+    except Exception as exc:  # noqa: BLE001 - luigi would log it with a traceback; keep it one line
+        logger.error("alerts: could not send the run summary: %s", scrub(type(exc).__name__))
+
+
 @contextmanager
 def smtp_password_from_env() -> Iterator[None]:
     """Put ``TLC_SMTP_PASSWORD`` into luigi's in-memory ``[smtp] password`` while mail is sent.
@@ -244,6 +266,7 @@ def install() -> None:
     """Hook both channels into luigi; idempotent, so any import order is safe."""
     for event in FAILURE_EVENTS:
         luigi.Task.event_handler(event)(on_failure)  # a set per event: adding twice is a no-op
+    luigi.Task.event_handler(luigi.Event.SUCCESS)(on_success)
     current = luigi.notifications.send_error_email
     if not getattr(current, "tlc_alerts_wrapped", False):
         luigi.notifications.send_error_email = _safe_send_error_email(current)

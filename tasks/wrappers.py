@@ -116,6 +116,13 @@ class IngestRange(luigi.WrapperTask):
     def requires(self) -> list[IngestMonth]:
         return [IngestMonth(color=c, year=y, month=m) for c in self._colors for y, m in self._months]
 
+    def run_summary(self) -> str:
+        """The webhook's run summary (``[tlc.alerts] summary``)."""
+        first, last = self._months[0], self._months[-1]
+        span = f"{first[0]}-{first[1]:02d}" + (f" to {last[0]}-{last[1]:02d}" if last != first else "")
+        months = len(self._colors) * len(self._months)
+        return f"{self} done: {months} month(s) of {', '.join(self._colors)}, {span}, complete in every sink"
+
     def complete(self) -> bool:
         """The whole range in one pass: one listing or query per sink and color, not per month.
 
@@ -166,6 +173,7 @@ class IngestCatchUp(luigi.WrapperTask):
         first = max(first, (FIRST_YEAR, 1))
         self._range = IngestRange(colors=colors, start=f"{first[0]}-{first[1]:02d}", stop=f"{last[0]}-{last[1]:02d}")
         self._published: list[IngestMonth] | None = None
+        self._unpublished: list[str] = []
 
     def requires(self) -> list[IngestMonth]:
         if self._published is None:
@@ -183,5 +191,11 @@ class IngestCatchUp(luigi.WrapperTask):
                     missing.append(month.label)
             if missing:
                 logger.info("catch-up: not published yet, skipped: %s", ", ".join(missing))
-            self._published = published
+            self._published, self._unpublished = published, missing
         return self._published
+
+    def run_summary(self) -> str:
+        """The webhook's run summary (``[tlc.alerts] summary``)."""
+        done = self.requires()
+        waiting = f"; not published yet: {', '.join(self._unpublished)}" if self._unpublished else ""
+        return f"{self} done: {len(done)} month(s) complete in every sink{waiting}"

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import luigi
 import luigi.configuration
@@ -167,7 +167,7 @@ def receiver() -> Iterator[Receiver]:
 def alerting(
     cfg: dict[tuple[str, str], str], mailbox: Mailbox, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> dict[tuple[str, str], str]:
-    """Both channels on, as config/alerts.example.cfg documents them, secrets from the env."""
+    """Both channels on, as the alerts block of luigi.cfg documents them, secrets from the env."""
     cfg.update(
         {
             ("email", "receiver"): "ops@example.com",
@@ -326,3 +326,48 @@ def test_scrub_env_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TLC_ALERT_WEBHOOK_URL", "https://hooks.example.com/services/T1/B2/xyzzy")
     text = alerts.scrub("pg-Pa55word; posted to hooks.example.com/services/T1/B2/xyzzy and /services/T1/B2/xyzzy")
     assert text == "***; posted to *** and ***"
+
+
+class Summarised(luigi.Task):
+    """A run with a summary, like IngestRange: done once it has run."""
+
+    case = luigi.Parameter()
+    ran: ClassVar[set[str]] = set()
+
+    def complete(self) -> bool:
+        return self.case in self.ran
+
+    def run(self) -> None:
+        self.ran.add(self.case)
+
+    def run_summary(self) -> str:
+        return f"{self} done: 3 month(s) of yellow, token={SECRET}"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_run_summary_is_posted_once_when_enabled(alerting: dict, receiver: Receiver, enabled: bool) -> None:
+    alerting["tlc.alerts", "summary"] = str(enabled).lower()
+    task = Summarised(case=f"summary-{enabled}")
+
+    status, failed, _ = build(task)
+    again, _, _ = build(task)  # found done: nothing runs, nothing is posted
+
+    assert status == again == luigi.LuigiStatusCode.SUCCESS and failed == set()
+    texts = receiver.texts()
+    if not enabled:
+        assert texts == []
+        return
+    [text] = texts
+    expected = "tlc-luigi: Summarised(case=summary-True) done: 3 month(s) of yellow, token=***"
+    assert text == f"{expected} on {socket.gethostname()}"
+    assert_no_secret(text)
+
+
+def test_range_and_catch_up_summaries_name_what_they_covered() -> None:
+    from tasks import IngestCatchUp, IngestRange
+
+    text = IngestRange(colors="yellow,green", start="2021-11", stop="2022-01").run_summary()
+    assert "done: 6 month(s) of yellow, green, 2021-11 to 2022-01, complete in every sink" in text
+    catch_up = IngestCatchUp(colors="fhv", window=2, until="2021-02")
+    catch_up._published, catch_up._unpublished = [], ["fhv 2021-02"]  # as requires() leaves them
+    assert catch_up.run_summary().endswith("done: 0 month(s) complete in every sink; not published yet: fhv 2021-02")
