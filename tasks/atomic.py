@@ -18,7 +18,7 @@ from typing import Any
 _TMP_MARK = ".tmp-"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -36,7 +36,7 @@ def remove_stale_temporaries(dest: Path) -> list[Path]:
             pid = int(tmp.name[len(dest.name) + 1 + len(_TMP_MARK) :].split("-")[0])
         except ValueError:
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

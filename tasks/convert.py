@@ -27,7 +27,7 @@ from isal import igzip_threaded, isal_zlib
 from tasks import rules as cleaning
 from tasks import schema
 from tasks.atomic import atomic_path
-from tasks.errors import CorruptSource, DataError, SchemaMismatch, is_disk_full
+from tasks.errors import CorruptSource, DataError, SchemaMismatch, local_write_error
 from tasks.months import month_bounds
 
 # Measured on a 1.37M-row yellow month: 2 MB blocks parse fastest on two cores and keep peak
@@ -158,9 +158,13 @@ class _RowGroupWriter:
     """
 
     def __init__(self, path: Path, target: pa.Schema) -> None:
-        self._file = _HashingFile(path)
+        self._path = path
+        try:
+            self._file = _HashingFile(path)
+            self._writer = pq.ParquetWriter(self._file, target, compression="zstd", compression_level=1)
+        except OSError as exc:
+            raise self._failed(exc) from None
         self._schema = target
-        self._writer = pq.ParquetWriter(self._file, target, compression="zstd", compression_level=1)
         self._pending: list[pa.RecordBatch] = []
         self._rows = 0
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
@@ -174,7 +178,12 @@ class _RowGroupWriter:
                 try:
                     self._writer.write_table(table)
                 except BaseException as exc:  # noqa: BLE001 - handed to the producer thread
-                    self._error = exc
+                    self._error = self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """An OSError of our own output is a local write failure, never the source's fault:
+        convert_month reads every OSError that reaches it as a corrupt source."""
+        return local_write_error(exc, f"writing {self._path.name}") if isinstance(exc, OSError) else exc
 
     def _put(self, item: pa.Table | None) -> None:
         if self._error is not None:
@@ -198,8 +207,13 @@ class _RowGroupWriter:
         finally:
             self._queue.put(None)
             self._thread.join()
-            self._writer.close()
-            self._file.close()
+            try:
+                try:
+                    self._writer.close()
+                finally:
+                    self._file.close()
+            except OSError as close_error:
+                self._error = self._error or self._failed(close_error)
         if exc is None and self._error is not None:
             raise self._error
 
@@ -270,9 +284,7 @@ def convert_month(
                         progress(compressed.tell() / total_bytes, f"{quality.rows_read:,} rows converted")
         except pa.ArrowInvalid as exc:
             raise DataError(f"{src.name}: {_first_line(exc)}") from None
-        except (OSError, EOFError, isal_zlib.error) as exc:
-            if is_disk_full(exc):
-                raise  # our disk, not the source: ParquetFile reports it as LocalDiskFull
+        except (OSError, EOFError, isal_zlib.error) as exc:  # reading: the writer raises LocalWriteError
             raise CorruptSource(f"{src.name}: {_first_line(exc)}") from None
         if quality.rows_read == 0:
             raise DataError(f"{src.name}: no data rows after the header")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import luigi
 
 from tasks import layout
 from tasks.atomic import read_json, write_json
 from tasks.errors import local_writes
-from tasks.fetch import download, record_dict, source_url
+from tasks.fetch import download, record_dict, remote_validators, source_url, unchanged
 from tasks.params import MonthTask
 from tasks.settings import paths, source
 
@@ -28,6 +31,25 @@ class DownloadCSV(MonthTask):
         record = read_json(layout.raw_meta_path(path))
         return bool(record) and path.exists() and path.stat().st_size == record.get("size")
 
+    def _restore_refused(self, url: str, path: Path) -> bool:
+        """Bring back the kept copy of a refused download while the source vouches it is unchanged.
+
+        A month refused for its content (see ParquetFile) is then retried without downloading it
+        again on every run, and still lands by itself once the source or the pipeline is fixed.
+        """
+        root, cfg = paths().root(), source()
+        refused = read_json(layout.rejected_record(root, self.color, self.year, self.month))
+        kept = Path(refused["kept"]) if refused and refused.get("kept") else None
+        if kept is None or not kept.exists() or kept.stat().st_size != refused.get("size"):
+            return False
+        remote = remote_validators(url, timeout=cfg.timeout_seconds, attempts=cfg.attempts, backoff=cfg.backoff_seconds)
+        if not unchanged(refused, remote):
+            return False
+        os.replace(kept, path)
+        record = {k: v for k, v in refused.items() if k not in ("kept", "reason", "rejected_at")}
+        write_json(layout.raw_meta_path(path), record)
+        return True
+
     def run(self) -> None:
         with local_writes(f"writing the download of {self.label} under {paths().root()}"):
             cfg = source()
@@ -38,8 +60,13 @@ class DownloadCSV(MonthTask):
                 size = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
                 report(done / total if total else 0.0, f"downloading {size}")
 
+            url = source_url(cfg.base_url(), self.color, self.year, self.month)
+            if self._restore_refused(url, path):
+                self.record_stage()
+                report(1.0, "the source still serves the download refused earlier: converting it again")
+                return
             record = download(
-                source_url(cfg.base_url(), self.color, self.year, self.month),
+                url,
                 path,
                 timeout=cfg.timeout_seconds,
                 attempts=cfg.attempts,

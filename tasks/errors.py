@@ -49,7 +49,14 @@ class SinkError(PipelineError):
     """A warehouse or lake operation failed after bounded retries."""
 
 
-class LocalDiskFull(PipelineError):
+class LocalWriteError(PipelineError):
+    """A local output could not be written (permissions, read-only filesystem, full disk).
+
+    Never the source's fault: the download is kept, and a rerun after the fix completes.
+    """
+
+
+class LocalDiskFull(LocalWriteError):
     """The local disk or quota filled up: the temporary was removed; free space and rerun."""
 
 
@@ -63,13 +70,23 @@ def is_disk_full(exc: BaseException) -> bool:
     return exc.errno in _DISK_FULL or any(os.strerror(code) in str(exc) for code in _DISK_FULL)
 
 
+def local_write_error(exc: OSError, what: str) -> LocalWriteError:
+    """One line naming what was being written and why it failed."""
+    if is_disk_full(exc):
+        reason = os.strerror(exc.errno) if exc.errno in _DISK_FULL else "No space left on device"
+        return LocalDiskFull(f"{what}: {reason}")
+    reason = exc.strerror or next(iter(str(exc).splitlines()), type(exc).__name__)
+    return LocalWriteError(f"{what}: {reason}" + (f": {exc.filename}" if exc.filename else ""))
+
+
 @contextlib.contextmanager
 def local_writes(what: str) -> Iterator[None]:
-    """Report a full disk as one line naming what was being written, not as a traceback."""
+    """Report a failed local write as one line naming what was being written, not as a traceback.
+
+    Network and source errors are already ours (SourceError, SinkError) by the time they get
+    here, so an OSError left is the local filesystem's.
+    """
     try:
         yield
     except OSError as exc:
-        if not is_disk_full(exc):
-            raise
-        reason = os.strerror(exc.errno) if exc.errno in _DISK_FULL else "No space left on device"
-        raise LocalDiskFull(f"{what}: {reason}") from None
+        raise local_write_error(exc, what) from None

@@ -24,7 +24,7 @@ from typing import TypeVar
 from isal import isal_zlib
 
 from tasks.atomic import atomic_path
-from tasks.errors import CorruptSource, SourceError, SourceNotFound, TransientSourceError
+from tasks.errors import CorruptSource, InvalidInput, SourceError, SourceNotFound, TransientSourceError
 
 CHUNK = 1 << 20
 T = TypeVar("T")
@@ -37,16 +37,44 @@ def month_file_name(color: str, year: int, month: int) -> str:
 
 def source_url(base_url: str, color: str, year: int, month: int) -> str:
     """The release URL layout: ``{base}/{color}/{color}_tripdata_{YYYY}-{MM}.csv.gz``."""
+    _check_base_url(base_url)
     return f"{base_url.rstrip('/')}/{color}/{month_file_name(color, year, month)}"
+
+
+def _check_base_url(url: str) -> None:
+    """Refuse a URL that is not http(s) or whose host cannot be read, without echoing it: it may hold a password.
+
+    An unencoded ``/``, ``?`` or ``#`` in ``user:password@`` moves the password into the host,
+    port or path, where it would reach a DNS error, a traceback or a log line.
+    """
+    parts = urllib.parse.urlsplit(url)
+    try:
+        readable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:
+        readable = False
+    if not readable or (parts.username is None and "@" in url):
+        raise InvalidInput(
+            "source URL is not valid: use http(s)://[user:password@]host[:port]/path, "
+            "with special characters of user and password percent-encoded"
+        )
+
+
+def _netloc(parts: urllib.parse.SplitResult) -> str:
+    """Host and port without credentials; IPv6 literals keep their brackets."""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def redact_url(url: str) -> str:
     """The URL without credentials or query string, fit for logs and error messages."""
     parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    try:
+        netloc = _netloc(parts)
+    except ValueError:  # an unreadable port may be a misplaced password: say nothing of it
+        netloc = "<unreadable host>"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 @dataclass
@@ -108,10 +136,7 @@ def _request(url: str, method: str) -> urllib.request.Request:
     headers = {"User-Agent": "tlc-luigi", "Accept-Encoding": "identity"}
     if parts.username is None:
         return urllib.request.Request(url, headers=headers, method=method)  # noqa: S310 - scheme checked
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    bare = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    bare = urllib.parse.urlunsplit((parts.scheme, _netloc(parts), parts.path, parts.query, parts.fragment))
     request = urllib.request.Request(bare, headers=headers, method=method)  # noqa: S310 - scheme checked
     userinfo = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
     request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(userinfo.encode()).decode())
@@ -168,11 +193,6 @@ def _fetch_once(url: str, dest: Path, timeout: float, progress: Progress | None)
         )
 
 
-def _check_scheme(url: str) -> None:
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise SourceError(f"source URL must be http(s): {redact_url(url)}")
-
-
 def _retrying(
     action: Callable[[], T], url: str, attempts: int, backoff: float, log: Callable[[str], None] | None
 ) -> tuple[T, int]:
@@ -202,7 +222,7 @@ def download(
     log: Callable[[str], None] | None = None,
 ) -> DownloadRecord:
     """Fetch ``url`` into ``dest`` atomically; retry only what a retry can fix."""
-    _check_scheme(url)
+    _check_base_url(url)
     try:
         record, used = _retrying(lambda: _fetch_once(url, dest, timeout, progress), url, attempts, backoff, log)
     except CorruptSource as exc:
@@ -213,13 +233,37 @@ def download(
 
 def head(url: str, *, timeout: float = 60.0, attempts: int = 4, backoff: float = 1.0) -> dict[str, str]:
     """The month's response headers (ETag, Last-Modified, Content-Length), with retries."""
-    _check_scheme(url)
+    _check_base_url(url)
 
     def once() -> dict[str, str]:
         with _open(url, timeout, method="HEAD") as resp:
             return dict(resp.headers)
 
     return _retrying(once, url, attempts, backoff, None)[0]
+
+
+VALIDATORS = ("etag", "last_modified", "size")
+
+
+def remote_validators(url: str, *, timeout: float = 60.0, attempts: int = 4, backoff: float = 1.0) -> dict:
+    """What the source says of the file now (a HEAD): ETag, Last-Modified and size."""
+    headers = head(url, timeout=timeout, attempts=attempts, backoff=backoff)
+    length = headers.get("Content-Length")
+    return {
+        "etag": headers.get("ETag"),
+        "last_modified": headers.get("Last-Modified"),
+        "size": int(length) if length and length.isdigit() else None,
+    }
+
+
+def changed(recorded: dict, remote: dict) -> list[str]:
+    """Which of the validators the source reports differ from what we downloaded."""
+    return [k for k in VALIDATORS if remote.get(k) is not None and remote[k] != recorded.get(k)]
+
+
+def unchanged(recorded: dict, remote: dict) -> bool:
+    """The source vouches that it still serves the recorded file: some validator, none differing."""
+    return any(remote.get(k) is not None for k in VALIDATORS) and not changed(recorded, remote)
 
 
 def is_published(url: str, *, timeout: float = 60.0, attempts: int = 4, backoff: float = 1.0) -> bool:

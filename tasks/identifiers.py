@@ -13,7 +13,7 @@ import re
 from tasks.errors import InvalidInput
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+_PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")  # optional legacy "domain:"
 
 
 def identifier(value: str, what: str = "identifier") -> str:

@@ -65,7 +65,9 @@ def upload(
         if existing is not None:
             if existing.md5_hash == md5_b64(md5_hex):
                 return existing
-            existing.delete(if_generation_match=existing.generation, retry=retry)
+            # Gone or replaced meanwhile (another writer doing the same): the create-only upload decides.
+            with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed):
+                existing.delete(if_generation_match=existing.generation, retry=retry)
         blob = bucket.blob(name)
         blob.metadata = metadata
         blob.content_type = "application/vnd.apache.parquet"

@@ -20,9 +20,15 @@ def raw_meta_path(raw: Path) -> Path:
     return raw.with_name(raw.name + ".meta.json")
 
 
-def rejected_path(root: Path, color: str, year: int, month: int) -> Path:
-    """Where a download the converter refused is kept for inspection, out of the task graph."""
-    return root / "rejected" / color / month_file_name(color, year, month)
+def rejected_record(root: Path, color: str, year: int, month: int) -> Path:
+    """The record of the month's last refused download: its download record, why, and where it is kept."""
+    return root / "rejected" / color / (month_file_name(color, year, month) + ".meta.json")
+
+
+def rejected_copy(root: Path, color: str, year: int, month: int, sha256: str) -> Path:
+    """A refused download, kept out of the task graph; named by content, so none overwrites another."""
+    name = month_file_name(color, year, month).removesuffix(".csv.gz")
+    return root / "rejected" / color / f"{name}.{sha256[:12]}.csv.gz"
 
 
 def lake_prefix(color: str) -> str:

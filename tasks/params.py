@@ -9,7 +9,7 @@ from typing import Any
 import luigi
 
 from tasks import ledger
-from tasks.errors import InvalidInput
+from tasks.errors import InvalidInput, local_writes
 from tasks.months import COLORS, validate_color, validate_month, validate_month_number, validate_year
 from tasks.settings import paths
 
@@ -77,7 +77,8 @@ class MonthTask(luigi.Task):
 
     def record_stage(self) -> None:
         """Write this stage's manifest entry; IngestMonth calls it again if a kill skipped it."""
-        ledger.record(paths().root(), self.color, self.year, self.month, self.ledger_stage, self.ledger_facts())
+        with local_writes(f"writing the manifest of {self.label} under {paths().root()}"):
+            ledger.record(paths().root(), self.color, self.year, self.month, self.ledger_stage, self.ledger_facts())
 
     @property
     def label(self) -> str:

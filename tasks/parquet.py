@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from tasks import layout, schema
 from tasks.atomic import read_json, write_json
 from tasks.convert import convert_month, parquet_rows
 from tasks.download import DownloadCSV
-from tasks.errors import CorruptSource, DataError, SchemaMismatch, local_writes
+from tasks.errors import CorruptSource, DataError, PipelineError, SchemaMismatch, local_writes
 from tasks.params import MonthTask
 from tasks.settings import cleaning, paths
 
@@ -61,17 +63,23 @@ class ParquetFile(MonthTask):
             and parquet_rows(path) == report.get("rows_written")
         )
 
-    def _reject(self, raw: Path) -> Path:
+    def _reject(self, raw: Path, reason: PipelineError) -> Path:
         """Move a refused download out of the graph, so a fix at the source is fetched by a plain rerun.
 
-        The record goes first: without it DownloadCSV is incomplete whatever else happens.
+        DownloadCSV asks the source first: while it still serves the same file, the kept copy
+        comes back instead of a new download, and is converted again (by a fixed pipeline, say).
         """
-        kept = layout.rejected_path(paths().root(), self.color, self.year, self.month)
-        kept.parent.mkdir(parents=True, exist_ok=True)
+        root = paths().root()
         meta = layout.raw_meta_path(raw)
-        if meta.exists():
-            os.replace(meta, layout.raw_meta_path(kept))
-        os.replace(raw, kept)
+        record = read_json(meta) or {}
+        kept = layout.rejected_copy(root, self.color, self.year, self.month, record.get("sha256") or "unrecorded")
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # a concurrent run refused it first
+            os.replace(raw, kept)
+        meta.unlink(missing_ok=True)
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        rejected = {**record, "kept": str(kept), "reason": f"{type(reason).__name__}: {reason}", "rejected_at": now}
+        write_json(layout.rejected_record(root, self.color, self.year, self.month), rejected)
         return kept
 
     def run(self) -> None:
@@ -84,8 +92,9 @@ class ParquetFile(MonthTask):
                     src, dest, self.color, self.year, self.month, rules=cleaning().rules(), progress=self.reporter()
                 )
             except (SchemaMismatch, DataError, CorruptSource) as exc:
-                kept = self._reject(src)
-                raise type(exc)(f"{exc} (download kept at {kept}; the next run fetches the month again)") from None
+                kept = self._reject(src, exc)
+                hint = "a rerun retries it, and fetches the month again once the source changes"
+                raise type(exc)(f"{exc} (download kept at {kept}; {hint})") from None
             record = read_json(layout.raw_meta_path(src)) or {}
             report["source"] = {k: record.get(k) for k in ("url", "size", "sha256", "etag", "last_modified")}
             write_json(layout.quality_path(dest), report)

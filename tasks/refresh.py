@@ -15,25 +15,9 @@ import sys
 
 from tasks import layout, ledger
 from tasks.errors import PipelineError
-from tasks.fetch import head, redact_url, source_url
+from tasks.fetch import changed, redact_url, remote_validators, source_url
 from tasks.settings import paths, source
 from tasks.wrappers import IngestRange
-
-
-def remote_facts(url: str) -> dict[str, str | int | None]:
-    src = source()
-    headers = head(url, timeout=src.timeout_seconds, attempts=src.attempts, backoff=src.backoff_seconds)
-    length = headers.get("Content-Length")
-    return {
-        "etag": headers.get("ETag"),
-        "last_modified": headers.get("Last-Modified"),
-        "size": int(length) if length and length.isdigit() else None,
-    }
-
-
-def changed(recorded: dict, remote: dict) -> list[str]:
-    """Which of the validators the source reports differ from what we downloaded."""
-    return [k for k in ("etag", "last_modified", "size") if remote.get(k) is not None and remote[k] != recorded.get(k)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
             if not recorded:
                 continue  # never ingested: nothing to compare
             url = source_url(src.base_url(), m.color, m.year, m.month)
-            diff = changed(recorded, remote_facts(url))
+            remote = remote_validators(
+                url, timeout=src.timeout_seconds, attempts=src.attempts, backoff=src.backoff_seconds
+            )
+            diff = changed(recorded, remote)
             if diff:
                 stale.append(m)
                 print(f"{m.label}: changed upstream ({', '.join(diff)}) at {redact_url(url)}")

@@ -112,9 +112,8 @@ class bigquery(luigi.Config):  # noqa: N801
     job_timeout_seconds = luigi.FloatParameter(default=600.0, description="longest a load or query may take")
 
     def project_id(self) -> str:
-        """Validated: it is spelled into SQL (`project.dataset.table`)."""
-        own = env_or("TLC_BIGQUERY_PROJECT", self.project)
-        return gcp_project(own) if own else gcs().project_id()
+        """Validated by ``Warehouse``, where it is spelled into SQL (`project.dataset.table`)."""
+        return env_or("TLC_BIGQUERY_PROJECT", self.project) or gcs().project_id()
 
     def api_endpoint(self) -> str:
         return env_or("TLC_BIGQUERY_ENDPOINT", self.endpoint)

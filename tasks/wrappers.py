@@ -13,7 +13,7 @@ from typing import Any
 
 import luigi
 
-from tasks import ledger
+from tasks import layout, ledger
 from tasks.bigquery import BigQueryTable
 from tasks.download import DownloadCSV
 from tasks.errors import InvalidInput
@@ -57,7 +57,9 @@ class IngestMonth(MonthTask):
 
     def unrecorded(self) -> list[str]:
         """Manifest entries to write; the source's only while its download record is on disk."""
-        stages = tuple(t.ledger_stage for t in self._stage_tasks() if t.ledger_stage != "source" or t.ledger_facts())
+        raw = layout.raw_path(paths().root(), self.color, self.year, self.month)
+        kept = ("source",) if layout.raw_meta_path(raw).exists() else ()
+        stages = (*kept, *(t.ledger_stage for t in self.requires()))
         return ledger.unrecorded(paths().root(), self.color, self.year, self.month, stages)
 
     def complete(self) -> bool:

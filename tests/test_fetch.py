@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 from pathlib import Path
 
 import pytest
 
-from tasks.errors import CorruptSource, SourceError, SourceNotFound
-from tasks.fetch import download, redact_url, source_url
+from tasks.errors import CorruptSource, InvalidInput, SourceError, SourceNotFound
+from tasks.fetch import _request, download, redact_url, source_url
 from tests.sourceserver import SourceServer
 
 MONTH = "/yellow/yellow_tripdata_2021-01.csv.gz"
@@ -128,3 +129,22 @@ def test_credentials_never_reach_messages() -> None:
     with pytest.raises(SourceError) as err:
         download("http://user:s3cret@127.0.0.1:9/x.csv.gz", Path("/nonexistent/x"), attempts=1)
     assert "s3cret" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "base", ["https://user:s3cr3t?x@host/x", "https://user:s3/cr3t@host", "https://user:12#s3cr3t@host", "ftp://host/x"]
+)
+def test_unreadable_source_url_is_refused_without_echoing_it(base: str) -> None:
+    """An unencoded ?, / or # in the password would move it into the host, port or path."""
+    with pytest.raises(InvalidInput, match="source URL is not valid") as refused:
+        source_url(base, "yellow", 2021, 1)
+    assert "s3cr3t" not in str(refused.value) and "12" not in str(refused.value)
+
+
+def test_url_credentials_become_basic_auth_and_ipv6_hosts_keep_their_brackets() -> None:
+    url = source_url("https://us%40er:p%2Fss@[::1]:8443/rel", "fhv", 2019, 2)
+    request = _request(url, "GET")
+    assert request.full_url == "https://[::1]:8443/rel/fhv/fhv_tripdata_2019-02.csv.gz"
+    assert request.unredirected_hdrs["Authorization"] == "Basic " + base64.b64encode(b"us@er:p/ss").decode()
+    assert "Authorization" not in request.headers  # so a redirect to another host does not carry it
+    assert redact_url(url) == "https://[::1]:8443/rel/fhv/fhv_tripdata_2019-02.csv.gz"

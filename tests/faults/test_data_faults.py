@@ -149,13 +149,31 @@ def test_refused_month_leaves_no_lake_output_and_lands_exactly_once_fixed(
     refused_run(pipeline_env, caplog, message)
     if late:
         assert sum(parquet_bytes) > 0, "the fault should have been met after row groups were written"
-    assert layout.rejected_path(pipeline_env, *MONTH).read_bytes() == month.read_bytes()  # kept to inspect
+    refused = read_json(layout.rejected_record(pipeline_env, *MONTH))
+    assert Path(refused["kept"]).read_bytes() == month.read_bytes() and message in refused["reason"]  # to inspect
     assert not layout.raw_path(pipeline_env, *MONTH).exists()
 
     month.write_bytes(good)  # the publisher fixes the month: a plain rerun fetches it again
     healed = run([ParquetFile(color=MONTH[0], year=MONTH[1], month=MONTH[2])])
     assert healed.ok
     assert_lake_exact(pipeline_env, *MONTH, month)
+
+
+@pytest.mark.parametrize("fault", ["header-renamed", "text-in-numeric"])
+def test_rerun_while_the_source_is_unchanged_converts_the_kept_copy_without_downloading(
+    pipeline_env: Path, source: SourceServer, month: Path, caplog: pytest.LogCaptureFixture, fault: str
+) -> None:
+    edit, message, _ = REFUSED[fault]
+    rewrite(month, edit)
+    refused_run(pipeline_env, caplog, message)
+    gets = [r for r in source.requests if not r.startswith("HEAD ")]
+    caplog.clear()
+    refused_run(pipeline_env, caplog, message)  # refused again, in one line
+    assert [r for r in source.requests if not r.startswith("HEAD ")] == gets  # from the kept copy: no GET
+    assert any(r.startswith("HEAD ") for r in source.requests)  # the source was asked whether it changed
+    refused = read_json(layout.rejected_record(pipeline_env, *MONTH))
+    assert Path(refused["kept"]).read_bytes() == month.read_bytes()
+    assert [p.name for p in Path(refused["kept"]).parent.glob("*.csv.gz")] == [Path(refused["kept"]).name]
 
 
 @pytest.mark.parametrize("fault", ["header-renamed", "text-in-numeric", "empty-file"])

@@ -87,6 +87,9 @@ def test_local_disk_full_leaves_nothing_done_and_rerun_is_exact(
         assert "No space left on device" in caplog.text
         if stage == "download":
             assert not DownloadCSV(color=MONTH[0], year=MONTH[1], month=MONTH[2]).complete()
+        else:  # our disk, not the source's fault: the download stays, nothing is rejected
+            assert DownloadCSV(color=MONTH[0], year=MONTH[1], month=MONTH[2]).complete()
+            assert not (pipeline_env / "rejected").exists()
         assert not ParquetFile(color=MONTH[0], year=MONTH[1], month=MONTH[2]).complete()
         assert not layout.lake_path(pipeline_env, *MONTH).exists() and temporaries(pipeline_env) == []
         grow(64 << 20)  # space freed: a plain rerun

@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from tasks import BigQueryTable, GCSObject, layout, refresh, warehouse
@@ -225,6 +226,31 @@ def test_lake_object_replaced_behind_our_back_before_the_load(
     loaded.assert_rerun_exact()
 
 
+def test_swap_cancelled_for_a_concurrent_transaction_is_retried(
+    loaded: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real BigQuery cancels one of two transactions that change one table at once (another month
+    under --workers 2, or the shared _loads table); bqemulator serialises them instead, so the
+    cancellation is raised here in BigQuery's words, before the transaction reaches the emulator."""
+    query, swaps = warehouse.Warehouse._query, []
+
+    def cancel_twice(self: warehouse.Warehouse, sql: str) -> Any:
+        if "BEGIN TRANSACTION" in sql:
+            swaps.append(sql)
+            if len(swaps) <= 2:
+                raise gexc.BadRequest(
+                    "Query error: Transaction is aborted due to concurrent update against table "
+                    "tlc-local:tlc.yellow_tripdata. Transaction ID: 61e30eea-0000-2dab-8e60-94eb2c1b1a92"
+                )
+        return query(self, sql)
+
+    monkeypatch.setattr(warehouse.Warehouse, "_query", cancel_twice)
+    assert run([bq(JAN)]).ok
+    monkeypatch.setattr(warehouse.Warehouse, "_query", query)
+    assert len(swaps) == 3
+    loaded.assert_rerun_exact()
+
+
 @pytest.mark.parametrize("damage", ["dropped", "replaced-by-wrong-columns"])
 def test_staging_table_damaged_mid_load_keeps_the_previous_month(
     loaded: Loaded, sinks: Sinks, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, damage: str
@@ -234,7 +260,7 @@ def test_staging_table_damaged_mid_load_keeps_the_previous_month(
 
     def damage_then_query(self: warehouse.Warehouse, sql: str) -> Any:
         if "BEGIN TRANSACTION" in sql:
-            [staging] = re.findall(r"SELECT \* FROM `([^`]+_staging_[0-9a-f]+)`", sql)
+            [staging] = re.findall(r"SELECT \* FROM `([^`]+_staging_[0-9a-f_]+)`", sql)
             if damage == "dropped":
                 self.client.delete_table(staging)
             else:
