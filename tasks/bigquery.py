@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tasks.gcs import GCSObject
 from tasks.params import MonthTask
 from tasks.parquet import ParquetFile
-from tasks.settings import bigquery, gcs
+from tasks.settings import bigquery
 
 if TYPE_CHECKING:
     from tasks.warehouse import Warehouse
@@ -68,14 +67,6 @@ class BigQueryTable(MonthTask):
                     done.add(t.task_id)
         return done
 
-    def _lake_generation(self, parquet: dict) -> Callable[[], int | None]:
-        """Reads the lake object's generation if it still holds this Parquet (see Warehouse.load_month)."""
-        from tasks import gcp, lake
-
-        cfg, name = gcs(), self.requires().object_name()
-        bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
-        return lambda: lake.matching_generation(bucket, name, parquet["md5"], parquet["size"], cfg.retry_seconds)
-
     def run(self) -> None:
         report = self._parquet_report() or {}
         wh = self.warehouse()
@@ -88,7 +79,7 @@ class BigQueryTable(MonthTask):
             self.requires().uri(),
             report["rows_written"],
             report["parquet"]["sha256"],
-            self._lake_generation(report["parquet"]),
+            self.requires().lake_generation,
         )
         self.record_stage()
         self.requires().publish_manifest()

@@ -28,40 +28,39 @@ class GCSObject(MonthTask):
         """Copy the month's ledger next to its object, so the bucket audits itself."""
         from tasks import gcp, lake
 
-        cfg = gcs()
-        bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
         local = ledger.manifest_path(paths().root(), self.color, self.year, self.month)
         name = self.object_name().removesuffix(".parquet") + ".manifest.json"
-        lake.put_small(bucket, name, local, cfg.retry_seconds)
+        lake.put_small(gcp.lake_bucket(), name, local, gcs().retry_seconds)
 
     ledger_stage = "gcs"
 
     def ledger_facts(self) -> dict:
-        from tasks import gcp, lake
-
-        cfg, parquet = gcs(), (self.requires().report() or {})["parquet"]
-        bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
-        generation = lake.matching_generation(
-            bucket, self.object_name(), parquet["md5"], parquet["size"], cfg.retry_seconds
-        )
+        parquet = (self.requires().report() or {})["parquet"]
         return {
             "uri": self.uri(),
-            "generation": generation,
+            "generation": self.lake_generation(),
             "size": parquet["size"],
             "md5": parquet["md5"],
             "parquet_sha256": parquet["sha256"],
         }
 
-    def complete(self) -> bool:
+    def lake_generation(self) -> int | None:
+        """The object's generation while it holds exactly the local Parquet, else None.
+
+        Complete means it is not None; BigQueryTable asks again before and after its load job.
+        """
         report = self.requires().report()
-        if not report or not self.requires().complete():
-            return False
+        if not report:
+            return None
         from tasks import gcp, lake  # google clients load only when a sink is used
 
-        cfg = gcs()
-        bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
         parquet = report["parquet"]
-        return lake.object_matches(bucket, self.object_name(), parquet["md5"], parquet["size"], cfg.retry_seconds)
+        return lake.matching_generation(
+            gcp.lake_bucket(), self.object_name(), parquet["md5"], parquet["size"], gcs().retry_seconds
+        )
+
+    def complete(self) -> bool:
+        return self.requires().complete() and self.lake_generation() is not None
 
     @classmethod
     def completed_among(cls, tasks: list[GCSObject]) -> set[str]:
@@ -70,8 +69,7 @@ class GCSObject(MonthTask):
 
         from tasks import gcp, lake
 
-        cfg = gcs()
-        bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
+        cfg, bucket = gcs(), gcp.lake_bucket()
         done = set()
         for color in {t.color for t in tasks}:
             prefix = f"{cfg.prefix.strip('/')}/{layout.lake_prefix(color)}"

@@ -50,10 +50,6 @@ def matching_generation(bucket: storage.Bucket, name: str, md5_hex: str, size: i
     return int(blob.generation)
 
 
-def object_matches(bucket: storage.Bucket, name: str, md5_hex: str, size: int, retry_seconds: float) -> bool:
-    return matching_generation(bucket, name, md5_hex, size, retry_seconds) is not None
-
-
 def upload(
     bucket: storage.Bucket, name: str, path: Path, md5_hex: str, metadata: dict[str, str], retry_seconds: float
 ) -> storage.Blob:

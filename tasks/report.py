@@ -72,8 +72,7 @@ def local_counts(root: Path, row: MonthRow) -> None:
 
 
 def gcs_counts(rows: list[MonthRow]) -> None:
-    cfg = gcs()
-    bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
+    cfg, bucket = gcs(), gcp.lake_bucket()
     root = paths().root()
     for row in rows:
         name = GCSObject(color=row.color, year=row.year, month=row.month).object_name()
