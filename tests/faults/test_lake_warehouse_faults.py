@@ -94,6 +94,20 @@ def once(action: Callable[[], None]) -> Callable[[], None]:
     return call
 
 
+def service_outage(sinks: Sinks, service: str, back_soon: bool) -> tuple[Callable[[], None], list[threading.Thread]]:
+    """A one-shot stop of ``service``; with ``back_soon`` it restarts on the same ports in the
+    background while the client is still retrying (the thread lands in the returned list)."""
+    restarted: list[threading.Thread] = []
+
+    def stop() -> None:
+        sinks.stop(service)
+        if back_soon:
+            restarted.append(threading.Thread(target=sinks.restart_same_ports, args=(service,)))
+            restarted[0].start()
+
+    return once(stop), restarted
+
+
 @pytest.mark.parametrize("outage", ["shorter-than-deadline", "longer-than-deadline"])
 def test_gcs_stopped_mid_upload(
     loaded: Loaded,
@@ -105,15 +119,8 @@ def test_gcs_stopped_mid_upload(
 ) -> None:
     short = outage == "shorter-than-deadline"
     cfg["tlc.gcs", "retry_seconds"] = "30" if short else "2"
-    restarted: list[threading.Thread] = []
-
-    def stop() -> None:
-        sinks.stop("gcs")
-        if short:  # back on the same port while the client is still retrying
-            restarted.append(threading.Thread(target=sinks.restart_same_ports, args=("gcs",)))
-            restarted[0].start()
-
-    stop_once, upload = once(stop), storage.Blob.upload_from_filename
+    stop_once, restarted = service_outage(sinks, "gcs", back_soon=short)
+    upload = storage.Blob.upload_from_filename
 
     def upload_into_outage(self: storage.Blob, *args: Any, **kwargs: Any) -> Any:
         stop_once()
@@ -141,15 +148,8 @@ def test_bigquery_stopped_between_staging_and_swap(
 ) -> None:
     short = outage == "shorter-than-deadline"
     cfg["tlc.bigquery", "retry_seconds"] = "60" if short else "2"
-    restarted: list[threading.Thread] = []
-
-    def stop() -> None:
-        sinks.stop("bigquery")
-        if short:
-            restarted.append(threading.Thread(target=sinks.restart_same_ports, args=("bigquery",)))
-            restarted[0].start()
-
-    stop_once, query = once(stop), warehouse.Warehouse._query
+    stop_once, restarted = service_outage(sinks, "bigquery", back_soon=short)
+    query = warehouse.Warehouse._query
 
     def query_into_outage(self: warehouse.Warehouse, sql: str) -> Any:
         if "BEGIN TRANSACTION" in sql:  # the staging table is loaded and counted: mid-load
