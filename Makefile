@@ -30,26 +30,26 @@ stack-status: setup
 	$(PY) -m scripts.stack status --dir $(STACK)
 
 demo: setup
-	$(PY) scripts/demo.py --stack $(STACK)
+	$(PY) -m scripts.demo --stack $(STACK)
 
 lint: setup
-	$(VENV)/bin/ruff check tasks scripts tests
-	$(VENV)/bin/ruff format --check tasks scripts tests
+	$(VENV)/bin/ruff check tasks tlc scripts tests
+	$(VENV)/bin/ruff format --check tasks tlc scripts tests
 
 test: setup lint
 	@bash scripts/install_chromium.sh
 	$(PY) -m pytest
 
 bench: setup
-	$(PY) scripts/bench.py
+	$(PY) -m scripts.bench
 
 bench-e2e: setup
-	$(PY) scripts/bench_e2e.py
+	$(PY) -m scripts.bench_e2e
 
 # Reconcile every ingested month across the real sinks of the local stack (or of real GCP when
 # .stack/env is absent); writes data/report.html and exits 1 on any mismatch.
 report: setup
-	@if [ -f $(STACK)/env ]; then . ./$(STACK)/env; fi; $(PY) -m tasks.report --html data/report.html
+	@if [ -f $(STACK)/env ]; then . ./$(STACK)/env; fi; $(PY) -m tlc.report --html data/report.html
 
 clean: stack-down
 	rm -rf $(STACK) data bench-out test-artifacts

@@ -22,13 +22,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from scripts import bench_postgres
+from scripts.make_sample_data import month_path, write_month
+from scripts.stack import Stack
+from tlc import layout
+from tlc.month import Month
 
-from scripts import bench_postgres  # noqa: E402
-from scripts.make_sample_data import month_path, write_month  # noqa: E402
-from scripts.stack import Stack  # noqa: E402
-from tasks import layout  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ROWS = 1_369_765  # yellow 2021-01, the month the course loads
 BIG = (2021, 3)  # the 5x month is published as yellow 2021-03
@@ -170,7 +170,7 @@ def main() -> int:
 
         print("\nParquet -> PostgreSQL, same month: ours vs the seeds' to_sql vs a raw psql \\copy floor")
         env.update(stack.up(("http", "gcs", "bigquery", "postgres")))
-        parquet = layout.lake_path(out / "data", "yellow", 2021, 1)
+        parquet = layout.lake_path(out / "data", Month("yellow", 2021, 1))
         csv_gz = month_path(source, "yellow", 2021, 1)
         loads = bench_postgres.run(env, parquet, csv_gz, out / "postgres", args.to_sql_rows, repeat=3)
         floor, to_sql = loads[-1][1], loads[-2][1]

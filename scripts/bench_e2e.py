@@ -17,12 +17,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from scripts.bench import ROWS, Result, measure
+from scripts.make_sample_data import month_path, write_month
+from scripts.stack import Stack
 
-from scripts.bench import ROWS, Result, measure  # noqa: E402
-from scripts.make_sample_data import month_path, write_month  # noqa: E402
-from scripts.stack import Stack  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SEEDS = textwrap.dedent("""
     # The course's flows (seeds 000-004), end to end, for each month given.

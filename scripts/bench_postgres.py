@@ -12,7 +12,7 @@ and measured (peak RSS via ``wait4``) by ``scripts.bench.measure``:
 
 (a) and (c) are fast and noisy (checkpoints, the page cache), so they run ``repeat`` times,
 interleaved, and the fastest run counts. ``run()`` is called from ``scripts/bench.py``;
-``python scripts/bench_postgres.py`` runs it alone on a generated month.
+``python -m scripts.bench_postgres`` runs it alone on a generated month.
 """
 
 from __future__ import annotations
@@ -25,16 +25,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import psycopg2
+import pyarrow.parquet as pq
+from psycopg2 import sql
+
+from tlc import layout, quality, schema
+from tlc.config import PostgresConfig
+from tlc.month import Month
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import psycopg2  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from psycopg2 import sql  # noqa: E402
-
-from tasks import layout, schema  # noqa: E402
-from tasks.atomic import read_json, write_json  # noqa: E402
 
 BENCH_SCHEMA = "tlc_bench"  # (b) and (c) write here, never into the pipeline's schema
 FLOOR_TABLE = "copy_floor"
@@ -86,7 +85,7 @@ def _month_of(parquet: Path) -> tuple[str, int, int]:
 
 def _stage_lake(parquet: Path, color: str, year: int, month: int, data: Path) -> None:
     """Put the Parquet and its quality report where PostgresTable looks for them under ``data``."""
-    dest = layout.lake_path(data, color, year, month)
+    dest = layout.lake_path(data, Month(color, year, month))
     if dest.resolve() == parquet.resolve():
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -95,16 +94,10 @@ def _stage_lake(parquet: Path, color: str, year: int, month: int, data: Path) ->
         os.link(parquet, dest)
     except OSError:  # another filesystem
         shutil.copyfile(parquet, dest)
-    report = read_json(layout.quality_path(parquet))
-    if report is None:  # a bare Parquet: PostgresTable.run() needs only its rows and sha256
-        from tasks.convert import file_digests
-
-        digests = file_digests(parquet)
-        report = {
-            "rows_written": pq.ParquetFile(parquet).metadata.num_rows,
-            "parquet": {"file": dest.name, "size": parquet.stat().st_size, **digests},
-        }
-    write_json(layout.quality_path(dest), report)
+    report = quality.read(layout.quality_path(parquet))
+    if report is None:
+        raise SystemExit(f"{parquet} has no quality report: convert it with the pipeline first")
+    quality.write(layout.quality_path(dest), report)
 
 
 def _execute(statements: list[sql.Composable | str]) -> None:
@@ -183,9 +176,7 @@ def run(
         floor = sql.Identifier(BENCH_SCHEMA, FLOOR_TABLE)
         _execute([sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BENCH_SCHEMA))])
 
-        from tasks.settings import postgres
-
-        pg_schema = postgres().schema
+        pg_schema = PostgresConfig().schema_name()
         timing = out / "ours-run-seconds"
         copy_cmd = [
             "psql",
@@ -244,7 +235,7 @@ def main() -> int:
     from scripts.bench import ROWS
     from scripts.make_sample_data import write_month
     from scripts.stack import Stack
-    from tasks.convert import convert_month
+    from tlc.lake.convert import convert_month
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=ROWS, help=f"rows of the month (default {ROWS:,})")
@@ -261,9 +252,9 @@ def main() -> int:
         print(f"generating yellow 2021-01 with {args.rows:,} rows ...", flush=True)
         write_month(out / "src", "yellow", 2021, 1, rows=args.rows, seed=1)
         marker.touch()
-    parquet = layout.lake_path(out / "lake-src", "yellow", 2021, 1)
+    parquet = layout.lake_path(out / "lake-src", Month("yellow", 2021, 1))
     if not parquet.exists() or parquet.stat().st_mtime < csv_gz.stat().st_mtime:
-        write_json(layout.quality_path(parquet), convert_month(csv_gz, parquet, "yellow", 2021, 1))
+        quality.write(layout.quality_path(parquet), convert_month(csv_gz, parquet, Month("yellow", 2021, 1)))
 
     stack = Stack(out / "stack")
     try:

@@ -13,11 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from scripts.make_sample_data import month_path, write_month
+from scripts.stack import Stack
 
-from scripts.make_sample_data import month_path, write_month  # noqa: E402
-from scripts.stack import Stack  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # Three yellow months and one each of green and fhv, in the layouts those months really had.
 RANGES = [("yellow", "2021-01", "2021-03"), ("green,fhv", "2021-01", "2021-01")]
@@ -75,7 +74,7 @@ def main() -> int:
 
     print(f"\ndone in {time.monotonic() - began:.1f}s. Every month, counted where it landed:\n", flush=True)
     report = ROOT / "data" / "report.html"
-    proc = subprocess.run([sys.executable, "-m", "tasks.report", "--html", str(report)], cwd=ROOT, env=env, check=False)
+    proc = subprocess.run([sys.executable, "-m", "tlc.report", "--html", str(report)], cwd=ROOT, env=env, check=False)
     gcs = f"gs://{env.get('TLC_GCS_BUCKET', 'tlc-lake')}/lake/ at {env['STORAGE_EMULATOR_HOST']}"
     bq = f"{env['TLC_BIGQUERY_PROJECT']}.tlc.<color>_tripdata at {env['TLC_BIGQUERY_ENDPOINT']}"
     pg = f"tlc.<color>_tripdata at {env['PGHOST']}:{env['PGPORT']} (. {stack.dir.root / 'env'}; psql)"

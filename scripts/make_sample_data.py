@@ -7,7 +7,7 @@ with numpy and formatted with pyarrow string kernels in fixed-size chunks append
 stream, so a 7.7M-row month costs the memory of one chunk and the same arguments always give
 byte-identical files (gzip mtime 0, no file name in the header; same numpy version).
 
-    python scripts/make_sample_data.py --out data/sample --colors yellow --months 2021-01 --rows 1369765
+    python -m scripts.make_sample_data --out data/sample --colors yellow --months 2021-01 --rows 1369765
 
 The traits below were checked against the real excerpts in ``shared/data`` (yellow 2019-01 and
 2021-01, green 2019-01, fhv 2019-01/06); their sizes are module constants so a test can tune them.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from tlc.atomic import atomic_path
+from tlc.errors import InvalidInput
+from tlc.layout import raw_name
+from tlc.month import COLORS, Month, parse_colors, parse_span, parse_year_month
 
 DEFAULT_ROWS = 5_000
 CHUNK_ROWS = 100_000  # bounds memory: one chunk of columns and text is alive at a time
@@ -59,7 +63,6 @@ FHV_OTHER_AFFILIATED_FRACTION = 0.10
 FHV_MINUTE_ONLY_FRACTION = 0.40  # many bases report whole minutes (``00:30:00``)
 FHV_NEXT_DAY_FRACTION = 0.02  # dropoff one day late, a real base-reporting glitch
 
-COLORS = ("yellow", "green", "fhv")
 STYLES = ("auto", "tlc", "pandas")
 
 _TAXI_MONEY = (
@@ -586,7 +589,7 @@ def iter_chunks(
 
 def month_path(out_dir: Path, color: str, year: int, month: int) -> Path:
     """The release URL layout: ``{color}/{color}_tripdata_YYYY-MM.csv.gz``."""
-    return Path(out_dir) / color / f"{color}_tripdata_{year:04d}-{month:02d}.csv.gz"
+    return Path(out_dir) / color / raw_name(Month(color, year, month))
 
 
 def write_month(
@@ -605,50 +608,29 @@ def write_month(
     _checked(color, year, month, rows, seed, layout, style)  # refuse bad arguments before touching the disk
     chunks = iter_chunks(color, year, month, rows, seed, layout, style)
     path = month_path(out_dir, color, year, month)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with (
-            tmp.open("wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0) as gz,
-            ThreadPoolExecutor(max_workers=1) as pool,
-        ):
-            pending: Future[int] | None = None
-            for data in chunks:
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(gz.write, data)
+    with (
+        atomic_path(path) as tmp,
+        tmp.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0) as gz,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        pending: Future[int] | None = None
+        for data in chunks:
             if pending is not None:
                 pending.result()
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            pending = pool.submit(gz.write, data)
+        if pending is not None:
+            pending.result()
     return path
 
 
 # ---------------------------------------------------------------- command line
 
-_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-def _year_month(text: str) -> tuple[int, int]:
-    match = _MONTH_RE.match(text)
-    if not match or not 1 <= int(match[2]) <= 12:
-        raise argparse.ArgumentTypeError(f"month {text!r} is not valid: use YYYY-MM, e.g. 2021-01")
-    return int(match[1]), int(match[2])
-
 
 def _months(args: argparse.Namespace) -> list[tuple[int, int]]:
     if args.months:
-        return [_year_month(m.strip()) for m in args.months.split(",") if m.strip()]
-    start = args.start or (2021, 1)
-    stop = args.stop or start
-    out = []
-    year, month = start
-    while (year, month) <= stop:
-        out.append((year, month))
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return out
+        return [parse_year_month(m.strip()) for m in args.months.split(",") if m.strip()]
+    return parse_span(args.start or "2021-01", args.stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -656,8 +638,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="writes OUT/{color}/{color}_tripdata_YYYY-MM.csv.gz")
     parser.add_argument("--colors", default="yellow,green,fhv", help="comma list of yellow,green,fhv")
     parser.add_argument("--months", help="comma list of YYYY-MM (default 2021-01)")
-    parser.add_argument("--start", type=_year_month, help="first month YYYY-MM (with --stop)")
-    parser.add_argument("--stop", type=_year_month, help="last month YYYY-MM, inclusive")
+    parser.add_argument("--start", help="first month YYYY-MM (with --stop)")
+    parser.add_argument("--stop", help="last month YYYY-MM, inclusive")
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help=f"rows per month (default {DEFAULT_ROWS})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -676,15 +658,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.months and (args.start or args.stop):
         parser.error("use either --months or --start/--stop")
-    colors = [c.strip() for c in args.colors.split(",") if c.strip()]
-    if bad := [c for c in colors if c not in COLORS]:
-        parser.error(f"unknown color(s) {', '.join(bad)}: use {', '.join(COLORS)}")
+    try:
+        colors, months = parse_colors(args.colors), _months(args)
+    except InvalidInput as exc:
+        parser.error(str(exc))
     forced = LAYOUTS.get(args.layout)
     if forced and forced.color not in colors:
         parser.error(f"layout {args.layout} is for {forced.color}, which is not in --colors")
     if args.rows < 0 or args.seed < 0:
         parser.error("--rows and --seed must be >= 0")
-    for year, month in _months(args):
+    for year, month in months:
         for color in colors:
             layout = args.layout if forced and forced.color == color else None
             began = time.perf_counter()

@@ -1,11 +1,22 @@
-"""tlc-luigi: NYC TLC trip records into a data lake and two warehouses, one month per task.
+"""tlc-luigi's luigi tasks: ``luigi --module tasks <Task> --color yellow --year 2021 --month 1``.
 
-``luigi --module tasks <Task> --color yellow --year 2021 --month 1`` loads this package,
-which exposes every task of the graph. Modules that do the work (fetch, convert, schema,
-months, rules) do not import luigi; the task modules only wire targets to them.
+This package is luigi's entry point: it registers every task of the graph and then calls
+``tasks.runtime.install()``, the one place where the pipeline changes the luigi process
+(one-line errors, alerts, Arrow's memory pool). The work itself lives in the ``tlc``
+library, which changes nothing when imported:
+
+    tlc/month.py, schema.py, quality.py, ledger.py, layout.py   the month, its schema, its records
+    tlc/sources/     the publishers' files: HTTP, the CSV releases           (RawFile)
+    tlc/lake/        conversion to the canonical Parquet                     (LakeParquet)
+    tlc/gcs/         the lake bucket                                         (GcsObject)
+    tlc/bigquery/    the BigQuery warehouse                                  (BigQueryMonth)
+    tlc/postgres/    the PostgreSQL warehouse                                (PostgresMonth)
+    tlc/report/, tlc/refresh.py, tlc/alerts.py   operating it
+
+Each sink's Target (in parentheses) is the one class that says when a month is done there.
 """
 
-from tasks import alerts, cli_errors
+from tasks import runtime
 from tasks.bigquery import BigQueryTable
 from tasks.download import DownloadCSV
 from tasks.gcs import GCSObject
@@ -13,8 +24,7 @@ from tasks.parquet import ParquetFile
 from tasks.postgres import PostgresTable
 from tasks.wrappers import IngestCatchUp, IngestMonth, IngestRange
 
-cli_errors.install()
-alerts.install()
+runtime.install()
 
 __all__ = [
     "BigQueryTable",

@@ -1,17 +1,21 @@
-"""Luigi parameters that refuse bad values at parse time, before the scheduler sees a task."""
+"""Luigi parameters that refuse bad values at parse time, and the base of every month's task.
+
+The parameters make the task's ``Month`` once; every target and function below the task
+takes that value, never the three loose parameters.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import luigi
 
-from tasks import ledger
-from tasks.errors import InvalidInput, local_writes
-from tasks.months import COLORS, validate_color, validate_month, validate_month_number, validate_year
-from tasks.settings import paths
+from tlc import ledger, phases
+from tlc.config import PathsConfig
+from tlc.errors import InvalidInput, local_writes
+from tlc.month import COLORS, Month, validate_color, validate_month_number, validate_year
 
 
 class ColorParameter(luigi.Parameter):
@@ -59,30 +63,34 @@ class OptionalWindowParameter(luigi.parameter.OptionalParameterMixin, WholeNumbe
 
 
 class MonthTask(luigi.Task):
-    """A unit of work keyed by the source file's month; validates the month as a whole."""
+    """A unit of work keyed by the source file's month; ``self.unit`` is that month, validated whole."""
 
     color = ColorParameter(description=f"trip record color: {', '.join(COLORS)}")
     year = YearParameter(description="year of the source file, 2009 onwards")
     month = MonthParameter(description="month of the source file, 1-12")
 
+    ledger_stage: ClassVar[str] = ""  # the manifest entry this task writes, if any (tlc.ledger.STAGES)
+    upstream: ClassVar[type[MonthTask] | None] = None  # the stage whose output this one is made from
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        validate_month(self.year, self.month)
+        self.unit = Month(self.color, self.year, self.month)
 
-    ledger_stage: str = ""  # the manifest entry this task writes, if any (tasks.ledger.STAGES)
+    def requires(self) -> Any:
+        return self.upstream.of(self.unit) if self.upstream else []
 
-    def ledger_facts(self) -> dict[str, Any]:
-        """What this stage holds now, read back from its output; only called once it is complete."""
-        raise NotImplementedError
+    @classmethod
+    def of(cls, unit: Month) -> Any:
+        """The task of a month: ``ParquetFile.of(month)``."""
+        return cls(color=unit.color, year=unit.year, month=unit.month)
 
     def record_stage(self) -> None:
-        """Write this stage's manifest entry; IngestMonth calls it again if a kill skipped it."""
-        with local_writes(f"writing the manifest of {self.label} under {paths().root()}"):
-            ledger.record(paths().root(), self.color, self.year, self.month, self.ledger_stage, self.ledger_facts())
-
-    @property
-    def label(self) -> str:
-        return f"{self.color} {self.year}-{self.month:02d}"
+        """Write this stage's manifest entry from its output; IngestMonth calls it again if a kill skipped it."""
+        root = PathsConfig().root()
+        facts = self.output().facts()
+        phases.reached(f"{self.ledger_stage}.committed", month=self.unit)
+        with local_writes(f"writing the manifest of {self.unit.label} under {root}"):
+            ledger.record(root, self.unit, self.ledger_stage, facts)
 
     def reporter(self, every_seconds: float = 1.0) -> Callable[[float, str], None]:
         """Progress for the scheduler UI, throttled: each update is a scheduler RPC."""
@@ -94,6 +102,6 @@ class MonthTask(luigi.Task):
                 return
             last[0] = now
             self.set_progress_percentage(round(min(max(fraction, 0.0), 1.0) * 100, 1))
-            self.set_status_message(f"{self.label}: {message}")
+            self.set_status_message(f"{self.unit.label}: {message}")
 
         return report

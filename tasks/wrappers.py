@@ -13,25 +13,27 @@ from typing import Any
 
 import luigi
 
-from tasks import layout, ledger
 from tasks.bigquery import BigQueryTable
 from tasks.download import DownloadCSV
-from tasks.errors import InvalidInput
-from tasks.fetch import is_published, source_url
 from tasks.gcs import GCSObject
-from tasks.months import (
-    COLORS,
-    FIRST_YEAR,
-    last_complete_month,
-    month_span,
-    parse_year_month,
-    validate_color,
-    validate_month,
-)
 from tasks.params import MonthTask, OptionalWindowParameter, OptionalYearParameter
 from tasks.parquet import ParquetFile
 from tasks.postgres import PostgresTable
-from tasks.settings import paths, schedule, source
+from tlc import ledger
+from tlc.config import PathsConfig, ScheduleConfig, SourceConfig
+from tlc.errors import InvalidInput
+from tlc.month import (
+    COLORS,
+    Month,
+    last_complete_month,
+    months_back,
+    parse_colors,
+    parse_span,
+    parse_year_month,
+    validate_month,
+)
+from tlc.sources import csv_releases
+from tlc.sources.http import is_published
 
 logger = logging.getLogger("luigi-interface")
 
@@ -44,26 +46,20 @@ class IngestMonth(MonthTask):
     sinks' state, so every ingested month's manifest names every stage.
     """
 
-    def requires(self) -> list[luigi.Task]:
-        return [
-            ParquetFile(color=self.color, year=self.year, month=self.month),
-            GCSObject(color=self.color, year=self.year, month=self.month),
-            BigQueryTable(color=self.color, year=self.year, month=self.month),
-            PostgresTable(color=self.color, year=self.year, month=self.month),
-        ]
+    def requires(self) -> list[MonthTask]:
+        return [cls.of(self.unit) for cls in (ParquetFile, GCSObject, BigQueryTable, PostgresTable)]
 
     def _stage_tasks(self) -> list[MonthTask]:
-        return [DownloadCSV(color=self.color, year=self.year, month=self.month), *self.requires()]
+        return [DownloadCSV.of(self.unit), *self.requires()]
 
     def unrecorded(self) -> list[str]:
         """Manifest entries to write; the source's only while its download record is on disk."""
-        raw = layout.raw_path(paths().root(), self.color, self.year, self.month)
-        kept = ("source",) if layout.raw_meta_path(raw).exists() else ()
+        kept = ("source",) if DownloadCSV.of(self.unit).output().record_path.exists() else ()
         stages = (*kept, *(t.ledger_stage for t in self.requires()))
-        return ledger.unrecorded(paths().root(), self.color, self.year, self.month, stages)
+        return ledger.unrecorded(PathsConfig().root(), self.unit, stages)
 
     def complete(self) -> bool:
-        return all(t.complete() for t in luigi.task.flatten(self.requires())) and not self.unrecorded()
+        return all(t.complete() for t in self.requires()) and not self.unrecorded()
 
     def run(self) -> None:
         missing = self.unrecorded()
@@ -71,7 +67,7 @@ class IngestMonth(MonthTask):
             if task.ledger_stage in missing:
                 task.record_stage()
         if missing:
-            GCSObject(color=self.color, year=self.year, month=self.month).publish_manifest()
+            GCSObject.of(self.unit).publish_manifest()
 
 
 class IngestRange(luigi.WrapperTask):
@@ -91,20 +87,13 @@ class IngestRange(luigi.WrapperTask):
         self._months = list(self.month_list())
 
     def color_list(self) -> list[str]:
-        colors = [validate_color(c.strip()) for c in self.colors.split(",") if c.strip()]
-        if not colors:
-            raise InvalidInput(f"colors {self.colors!r} is not valid: use some of {', '.join(COLORS)}")
-        return list(dict.fromkeys(colors))
+        return parse_colors(self.colors)
 
     def month_list(self) -> Iterator[tuple[int, int]]:
         if (self.start is None) == (self.year is None):
             raise InvalidInput("give either --start YYYY-MM [--stop YYYY-MM] or --year YYYY --months 1,2,3")
         if self.start is not None:
-            first = parse_year_month(self.start)
-            last = parse_year_month(self.stop) if self.stop else first
-            if last < first:
-                raise InvalidInput(f"stop {self.stop} is before start {self.start}")
-            yield from month_span(first, last)
+            yield from parse_span(self.start, self.stop)
             return
         if not self.months:
             raise InvalidInput("--year needs --months, e.g. --months 1,2,3")
@@ -116,7 +105,7 @@ class IngestRange(luigi.WrapperTask):
             yield validate_month(self.year, m)
 
     def requires(self) -> list[IngestMonth]:
-        return [IngestMonth(color=c, year=y, month=m) for c in self._colors for y, m in self._months]
+        return [IngestMonth.of(Month(c, y, m)) for c in self._colors for y, m in self._months]
 
     def run_summary(self) -> str:
         """The webhook's run summary (``[tlc.alerts] summary``)."""
@@ -137,14 +126,14 @@ class IngestRange(luigi.WrapperTask):
 
 
 def all_complete(tasks: list[luigi.Task]) -> bool:
-    """Use a task class's ``completed_among`` where it has one, ``complete()`` elsewhere."""
-    by_class: dict[type, list[luigi.Task]] = {}
+    """Every task's output exists, asked in bulk: one ``bulk_exists`` per Target class that has one."""
+    by_class: dict[type, list[luigi.Target]] = {}
     for task in tasks:
-        by_class.setdefault(type(task), []).append(task)
-    for cls, group in by_class.items():
-        bulk = getattr(cls, "completed_among", None)
-        done = bulk(group) if bulk else {t.task_id for t in group if t.complete()}
-        if len(done) < len(group):
+        for target in luigi.task.flatten(task.output()):
+            by_class.setdefault(type(target), []).append(target)
+    for cls, targets in by_class.items():
+        bulk = getattr(cls, "bulk_exists", None)
+        if not all(bulk(targets) if bulk else (t.exists() for t in targets)):
             return False
     return True
 
@@ -163,34 +152,26 @@ class IngestCatchUp(luigi.WrapperTask):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        cfg = schedule()
+        cfg = ScheduleConfig()
         colors = self.colors or cfg.colors
         window = self.window if self.window is not None else cfg.window_months
         if not 1 <= window <= 240:
             raise InvalidInput(f"window {window} is not valid: use 1-240 months")
         last = parse_year_month(self.until) if self.until else last_complete_month()
-        first = last
-        for _ in range(window - 1):
-            first = (first[0] - 1, 12) if first[1] == 1 else (first[0], first[1] - 1)
-        first = max(first, (FIRST_YEAR, 1))
+        first = months_back(last, window)
         self._range = IngestRange(colors=colors, start=f"{first[0]}-{first[1]:02d}", stop=f"{last[0]}-{last[1]:02d}")
         self._published: list[IngestMonth] | None = None
         self._unpublished: list[str] = []
 
     def requires(self) -> list[IngestMonth]:
         if self._published is None:
-            src = source()
+            src = SourceConfig()
             published, missing = [], []
             for month in self._range.requires():
-                if month.complete() or is_published(
-                    source_url(src.base_url(), month.color, month.year, month.month),
-                    timeout=src.timeout_seconds,
-                    attempts=src.attempts,
-                    backoff=src.backoff_seconds,
-                ):
+                if month.complete() or is_published(csv_releases.url(src.base_url(), month.unit), src.retry()):
                     published.append(month)
                 else:
-                    missing.append(month.label)
+                    missing.append(month.unit.label)
             if missing:
                 logger.info("catch-up: not published yet, skipped: %s", ", ".join(missing))
             self._published, self._unpublished = published, missing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import luigi.configuration
@@ -17,6 +17,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.sourceserver import SourceServer  # noqa: E402
+from tlc import phases  # noqa: E402
+
+
+@pytest.fixture
+def on_phase() -> Iterator[Callable[..., None]]:
+    """``on_phase("postgres.copying", hook)``: step into a stage at a named phase (``tlc.phases``)."""
+    yield phases.on
+    phases.clear()
 
 
 @pytest.fixture

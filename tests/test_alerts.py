@@ -21,8 +21,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from luigi.execution_summary import _summary_dict
 
-from tasks import alerts
-from tasks.errors import PipelineError
+from tlc import alerts
+from tlc.errors import PipelineError
 
 SECRET = "s3cret"  # noqa: S105 - fake secrets: the tests hunt for them in every alert
 SMTP_USER = "alerts"

@@ -10,11 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import schema
-from tasks.convert import convert_month
-from tasks.errors import CorruptSource, DataError, SchemaMismatch
-from tasks.rules import Rules
 from tests.conftest import SHARED
+from tlc import quality, schema
+from tlc.errors import CorruptSource, DataError, SchemaMismatch
+from tlc.lake.convert import convert_month
+from tlc.month import Month
+from tlc.quality import QualityReport
+from tlc.rules import Rules
 
 
 def gz(tmp_path: Path, text: bytes | str, name: str = "m.csv.gz") -> Path:
@@ -23,12 +25,12 @@ def gz(tmp_path: Path, text: bytes | str, name: str = "m.csv.gz") -> Path:
     return path
 
 
-def convert(tmp_path: Path, src: Path, color: str, year: int, month: int, **kw) -> tuple[pa.Table, dict]:
+def convert(tmp_path: Path, src: Path, color: str, year: int, month: int, **kw) -> tuple[pa.Table, QualityReport]:
     dest = tmp_path / "out.parquet"
-    report = convert_month(src, dest, color, year, month, **kw)
+    report = convert_month(src, dest, Month(color, year, month), **kw)
     table = pq.read_table(dest)
     assert table.schema.equals(schema.arrow_schema(color), check_metadata=False)
-    assert report["rows_written"] == table.num_rows
+    assert report.rows_written == table.num_rows
     return table, report
 
 
@@ -38,10 +40,10 @@ def sample(tmp_path: Path, rel: str) -> Path:
 
 def test_yellow_2021_real_sample(tmp_path: Path) -> None:
     table, report = convert(tmp_path, sample(tmp_path, "yellow/yellow_tripdata_2021-01_head.csv"), "yellow", 2021, 1)
-    assert table.num_rows == report["rows_read"] == 22792
-    assert report["negative_amounts"]["total_amount"] == 199
-    assert report["out_of_month_pickups"] > 0
-    assert report["pickup_min"].startswith("2020-12")
+    assert table.num_rows == report.rows_read == 22792
+    assert report.negative_amounts["total_amount"] == 199
+    assert report.out_of_month_pickups > 0
+    assert report.pickup_min.startswith("2020-12")
     first = table.slice(0, 1).to_pylist()[0]
     assert first["vendor_id"] == 1 and first["pu_location_id"] == 142 and first["total_amount"] == 11.8
     assert str(first["pickup_datetime"]) == "2021-01-01 00:30:10"
@@ -52,14 +54,14 @@ def test_yellow_2021_real_sample(tmp_path: Path) -> None:
 def test_yellow_2019_real_sample_without_congestion_values(tmp_path: Path) -> None:
     table, report = convert(tmp_path, sample(tmp_path, "yellow/yellow_tripdata_2019-01_head100.csv"), "yellow", 2019, 1)
     assert table.num_rows == 99
-    assert report["nulls"]["congestion_surcharge"] == 99
-    assert report["out_of_month_pickups"] >= 1  # 2018-11 / 2018-12 pickups in the real head
+    assert report.nulls["congestion_surcharge"] == 99
+    assert report.out_of_month_pickups >= 1  # 2018-11 / 2018-12 pickups in the real head
 
 
 def test_green_real_sample(tmp_path: Path) -> None:
     table, report = convert(tmp_path, sample(tmp_path, "green/green_tripdata_2019-01_head100.csv"), "green", 2019, 1)
     assert table.num_rows == 99
-    assert report["nulls"]["ehail_fee"] == 99
+    assert report.nulls["ehail_fee"] == 99
     assert 2 in table.column("trip_type").to_pylist()
 
 
@@ -68,9 +70,9 @@ def test_fhv_tlc_six_column_layout_with_crlf(tmp_path: Path) -> None:
     raw_rows = (SHARED / "fhv/fhv_tripdata_2019-01.csv").read_text().count("\n") - 1
     table, report = convert(tmp_path, src, "fhv", 2019, 1)
     assert table.num_rows == raw_rows
-    assert report["missing_optional_columns"] == ["affiliated_base_number"]
+    assert report.missing_optional_columns == ["affiliated_base_number"]
     assert table.column("dispatching_base_num")[0].as_py() == "B00001"
-    assert report["nulls"]["pu_location_id"] > 0
+    assert report.nulls["pu_location_id"] > 0
 
 
 def test_fhv_datatalksclub_seven_column_layout(tmp_path: Path) -> None:
@@ -110,7 +112,7 @@ def test_2018_layout_without_congestion_and_blank_line_after_header(tmp_path: Pa
     row = ROW_2021.rsplit(",", 1)[0].replace("2021-03", "2018-03")
     table, report = convert(tmp_path, gz(tmp_path, f"{header}\n\n{row}\n{row}\n"), "yellow", 2018, 3)
     assert table.num_rows == 2
-    assert report["missing_optional_columns"] == ["congestion_surcharge", "airport_fee", "cbd_congestion_fee"]
+    assert report.missing_optional_columns == ["congestion_surcharge", "airport_fee", "cbd_congestion_fee"]
 
 
 def test_bom_and_crlf(tmp_path: Path) -> None:
@@ -124,7 +126,7 @@ def test_trailing_rows_with_empty_ids_are_kept_as_nulls(tmp_path: Path) -> None:
     empty = ",2021-03-31 23:10:00,2021-03-31 23:30:00,,4.2,,,132,265,,30,0,0.5,0,6.12,0.3,36.92,2.5"
     table, report = convert(tmp_path, gz(tmp_path, f"{YELLOW_2019}\n{ROW_2021}\n{empty}\n"), "yellow", 2021, 3)
     assert table.num_rows == 2
-    assert report["nulls"]["vendor_id"] == 1 and report["nulls"]["store_and_fwd_flag"] == 1
+    assert report.nulls["vendor_id"] == 1 and report.nulls["store_and_fwd_flag"] == 1
 
 
 def test_cleaning_rules_are_counted(tmp_path: Path) -> None:
@@ -134,13 +136,13 @@ def test_cleaning_rules_are_counted(tmp_path: Path) -> None:
     text = "\n".join([YELLOW_2019, ROW_2021, zero, empty, stray, stray]) + "\n"
     src = gz(tmp_path, text)
     _, lossless = convert(tmp_path, src, "yellow", 2021, 3)
-    assert lossless["rows_written"] == 5 and lossless["rows_dropped"] == {} and lossless["out_of_month_pickups"] == 2
+    assert lossless.rows_written == 5 and lossless.rows_dropped == {} and lossless.out_of_month_pickups == 2
     rules = Rules(drop_zero_passengers=True, drop_missing_vendor=True, drop_out_of_month=True)
     table, report = convert(tmp_path, src, "yellow", 2021, 3, rules=rules)
-    assert report["rows_dropped"] == {"drop_missing_vendor": 1, "drop_zero_passengers": 1, "drop_out_of_month": 2}
-    assert table.num_rows == 1 and report["rows_read"] == 5
+    assert report.rows_dropped == {"drop_missing_vendor": 1, "drop_zero_passengers": 1, "drop_out_of_month": 2}
+    assert table.num_rows == 1 and report.rows_read == 5
     filled, report = convert(tmp_path, src, "yellow", 2021, 3, rules=Rules(fill_null_passenger_count=0))
-    assert filled.column("passenger_count").null_count == 0 and report["rules"] == {"fill_null_passenger_count": 0}
+    assert filled.column("passenger_count").null_count == 0 and report.rules == {"fill_null_passenger_count": 0}
 
 
 @pytest.mark.parametrize(
@@ -158,7 +160,7 @@ def test_cleaning_rules_are_counted(tmp_path: Path) -> None:
 def test_changed_header_is_refused_and_nothing_written(tmp_path: Path, header: str, message: str) -> None:
     dest = tmp_path / "out.parquet"
     with pytest.raises(SchemaMismatch, match=message):
-        convert_month(gz(tmp_path, f"{header}\n{ROW_2021}\n"), dest, "yellow", 2021, 3)
+        convert_month(gz(tmp_path, f"{header}\n{ROW_2021}\n"), dest, Month("yellow", 2021, 3))
     assert list(tmp_path.iterdir()) == [tmp_path / "m.csv.gz"]
 
 
@@ -174,14 +176,14 @@ def test_changed_header_is_refused_and_nothing_written(tmp_path: Path, header: s
 def test_bad_values_fail_loudly(tmp_path: Path, row: str, message: str) -> None:
     dest = tmp_path / "out.parquet"
     with pytest.raises(DataError, match=message):
-        convert_month(gz(tmp_path, f"{YELLOW_2019}\n{ROW_2021}\n{row}\n"), dest, "yellow", 2021, 3)
+        convert_month(gz(tmp_path, f"{YELLOW_2019}\n{ROW_2021}\n{row}\n"), dest, Month("yellow", 2021, 3))
     assert not dest.exists() and list(tmp_path.iterdir()) == [tmp_path / "m.csv.gz"]
 
 
 def test_far_future_timestamp_is_kept_and_counted(tmp_path: Path) -> None:
     row = ROW_2021.replace("2021-03-01 00:10:00", "3019-03-01 00:10:00")
     _, report = convert(tmp_path, gz(tmp_path, f"{YELLOW_2019}\n{row}\n"), "yellow", 2021, 3)
-    assert report["out_of_month_pickups"] == 1 and report["pickup_max"].startswith("3019")
+    assert report.out_of_month_pickups == 1 and report.pickup_max.startswith("3019")
 
 
 @pytest.mark.parametrize(
@@ -191,7 +193,7 @@ def test_far_future_timestamp_is_kept_and_counted(tmp_path: Path) -> None:
 )
 def test_empty_inputs(tmp_path: Path, body: bytes | str, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
-        convert_month(gz(tmp_path, body), tmp_path / "out.parquet", "yellow", 2021, 3)
+        convert_month(gz(tmp_path, body), tmp_path / "out.parquet", Month("yellow", 2021, 3))
     assert not (tmp_path / "out.parquet").exists()
 
 
@@ -200,10 +202,15 @@ def test_truncated_gzip_is_corrupt(tmp_path: Path) -> None:
     src = tmp_path / "m.csv.gz"
     src.write_bytes(body[: len(body) // 2])
     with pytest.raises(CorruptSource):
-        convert_month(src, tmp_path / "out.parquet", "yellow", 2021, 3)
+        convert_month(src, tmp_path / "out.parquet", Month("yellow", 2021, 3))
     assert not (tmp_path / "out.parquet").exists()
 
 
-def test_report_is_json_serialisable(tmp_path: Path) -> None:
+def test_report_round_trips_through_json(tmp_path: Path) -> None:
     _, report = convert(tmp_path, sample(tmp_path, "green/green_tripdata_2019-01_head100.csv"), "green", 2019, 1)
-    assert json.loads(json.dumps(report))["parquet"]["md5"]
+    path = tmp_path / "report.json"
+    quality.write(path, report)
+    assert json.loads(path.read_text())["parquet"]["md5"] == report.parquet.md5
+    assert quality.read(path) == report
+    path.write_text(path.read_text().replace('"rows_written"', '"rows_lost"'))
+    assert quality.read(path) is None  # a report missing a field is no report, never a KeyError later

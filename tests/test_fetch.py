@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import CorruptSource, InvalidInput, SourceError, SourceNotFound
-from tasks.fetch import _request, download, redact_url, source_url
 from tests.sourceserver import SourceServer
+from tlc.config import Retry
+from tlc.errors import CorruptSource, InvalidInput, SourceError, SourceNotFound
+from tlc.month import Month
+from tlc.sources.csv_releases import GzipVerifier, url
+from tlc.sources.http import _request, download, redact_url
 
 MONTH = "/yellow/yellow_tripdata_2021-01.csv.gz"
 
@@ -29,7 +32,7 @@ def published(source_dir: Path) -> bytes:
 
 def fetch(server: SourceServer, dest: Path, **kw: float) -> object:
     opts = {"timeout": 2.0, "attempts": 3, "backoff": 0.01} | kw
-    return download(source_url(server.url, "yellow", 2021, 1), dest, **opts)
+    return download(url(server.url, Month("yellow", 2021, 1)), dest, GzipVerifier, retry=Retry(**opts))
 
 
 def leftovers(dest: Path) -> list[Path]:
@@ -121,13 +124,15 @@ def test_html_page_with_status_200_is_refused(source: SourceServer, published: b
 
 def test_dead_server_gives_clear_error_after_bounded_retries(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"unreachable after 2 attempts: .*refused"):
-        download("http://127.0.0.1:9/yellow/x.csv.gz", tmp_path / "x", attempts=2, backoff=0.01, timeout=1)
+        download("http://127.0.0.1:9/yellow/x.csv.gz", tmp_path / "x", GzipVerifier, retry=Retry(1, 2, 0.01))
 
 
 def test_credentials_never_reach_messages() -> None:
     assert redact_url("https://user:s3cret@example.org/a/b.csv.gz?token=abc") == "https://example.org/a/b.csv.gz"
     with pytest.raises(SourceError) as err:
-        download("http://user:s3cret@127.0.0.1:9/x.csv.gz", Path("/nonexistent/x"), attempts=1)
+        download(
+            "http://user:s3cret@127.0.0.1:9/x.csv.gz", Path("/nonexistent/x"), GzipVerifier, retry=Retry(attempts=1)
+        )
     assert "s3cret" not in str(err.value)
 
 
@@ -137,14 +142,14 @@ def test_credentials_never_reach_messages() -> None:
 def test_unreadable_source_url_is_refused_without_echoing_it(base: str) -> None:
     """An unencoded ?, / or # in the password would move it into the host, port or path."""
     with pytest.raises(InvalidInput, match="source URL is not valid") as refused:
-        source_url(base, "yellow", 2021, 1)
+        url(base, Month("yellow", 2021, 1))
     assert "s3cr3t" not in str(refused.value) and "12" not in str(refused.value)
 
 
 def test_url_credentials_become_basic_auth_and_ipv6_hosts_keep_their_brackets() -> None:
-    url = source_url("https://us%40er:p%2Fss@[::1]:8443/rel", "fhv", 2019, 2)
-    request = _request(url, "GET")
+    full = url("https://us%40er:p%2Fss@[::1]:8443/rel", Month("fhv", 2019, 2))
+    request = _request(full, "GET")
     assert request.full_url == "https://[::1]:8443/rel/fhv/fhv_tripdata_2019-02.csv.gz"
     assert request.unredirected_hdrs["Authorization"] == "Basic " + base64.b64encode(b"us@er:p/ss").decode()
     assert "Authorization" not in request.headers  # so a redirect to another host does not carry it
-    assert redact_url(url) == "https://[::1]:8443/rel/fhv/fhv_tripdata_2019-02.csv.gz"
+    assert redact_url(full) == "https://[::1]:8443/rel/fhv/fhv_tripdata_2019-02.csv.gz"

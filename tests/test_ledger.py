@@ -6,10 +6,12 @@ import hashlib
 from pathlib import Path
 
 from scripts.make_sample_data import write_month
-from tasks import ParquetFile, layout, ledger
-from tasks.refresh import main as refresh
+from tasks import ParquetFile
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc import layout, ledger
+from tlc.month import Month
+from tlc.refresh import main as refresh
 
 
 def test_stages_record_lineage_and_a_changed_upstream_is_reingested_on_request(
@@ -18,7 +20,7 @@ def test_stages_record_lineage_and_a_changed_upstream_is_reingested_on_request(
     src = write_month(source_dir, "green", 2020, 6, rows=1500, seed=1)
     task = ParquetFile(color="green", year=2020, month=6)
     assert run([task]).ok
-    manifest = ledger.read(pipeline_env, "green", 2020, 6)
+    manifest = ledger.read(pipeline_env, Month("green", 2020, 6))
     stages = manifest["stages"]
     assert manifest["month"] == "2020-06" and manifest["schema_version"] == 1
     assert stages["source"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
@@ -38,17 +40,17 @@ def test_stages_record_lineage_and_a_changed_upstream_is_reingested_on_request(
     assert refresh(["--colors", "green", "--start", "2020-06", "--apply"]) == 0
     assert not task.complete()
     assert run([task]).ok
-    report = task.report()
-    assert report["rows_written"] == 1700
-    stages = ledger.read(pipeline_env, "green", 2020, 6)["stages"]
-    assert stages["parquet"]["sha256"] == report["parquet"]["sha256"]
+    report = task.output().report()
+    assert report.rows_written == 1700
+    stages = ledger.read(pipeline_env, Month("green", 2020, 6))["stages"]
+    assert stages["parquet"]["sha256"] == report.parquet.sha256
     assert stages["source"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
-    assert layout.raw_path(pipeline_env, "green", 2020, 6).read_bytes() == src.read_bytes()
+    assert layout.raw_path(pipeline_env, Month("green", 2020, 6)).read_bytes() == src.read_bytes()
 
 
 def test_a_new_parquet_marks_later_stages_stale(tmp_path: Path) -> None:
-    ledger.record(tmp_path, "yellow", 2021, 1, "gcs", {"parquet_sha256": "a" * 64})
-    ledger.record(tmp_path, "yellow", 2021, 1, "postgres", {"parquet_sha256": "b" * 64})
-    ledger.record(tmp_path, "yellow", 2021, 1, "parquet", {"sha256": "a" * 64, "source_sha256": "c" * 64})
-    stages = ledger.read(tmp_path, "yellow", 2021, 1)["stages"]
+    ledger.record(tmp_path, Month("yellow", 2021, 1), "gcs", {"parquet_sha256": "a" * 64})
+    ledger.record(tmp_path, Month("yellow", 2021, 1), "postgres", {"parquet_sha256": "b" * 64})
+    ledger.record(tmp_path, Month("yellow", 2021, 1), "parquet", {"sha256": "a" * 64, "source_sha256": "c" * 64})
+    stages = ledger.read(tmp_path, Month("yellow", 2021, 1))["stages"]
     assert "stale" not in stages["gcs"] and stages["postgres"]["stale"] is True

@@ -13,11 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from scripts.make_sample_data import write_month
-from tasks import DownloadCSV, ParquetFile, layout, schema
-from tasks.atomic import read_json
+from tasks import DownloadCSV, ParquetFile
 from tests.conftest import ROOT
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc import layout, schema
+from tlc.atomic import read_json
+from tlc.month import Month
 
 MONTHS = [("yellow", 2021, 1), ("yellow", 2021, 2), ("yellow", 2021, 3), ("green", 2021, 1), ("fhv", 2021, 1)]
 
@@ -39,14 +41,14 @@ def test_months_land_as_typed_parquet_then_rerun_does_nothing(
     first = run(tasks, workers=2)
     assert first.ok and len(first.ran) == 2 * len(MONTHS)
     for (color, year, month), src in published.items():
-        parquet = layout.lake_path(pipeline_env, color, year, month)
+        parquet = layout.lake_path(pipeline_env, Month(color, year, month))
         table = pq.read_table(parquet)
         report = read_json(layout.quality_path(parquet))
         assert table.num_rows == data_rows(src) == report["rows_read"] == report["rows_written"]
         assert table.schema.equals(schema.arrow_schema(color), check_metadata=False)
         assert report["source"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
         assert report["parquet"]["sha256"] == hashlib.sha256(parquet.read_bytes()).hexdigest()
-        raw = layout.raw_path(pipeline_env, color, year, month)
+        raw = layout.raw_path(pipeline_env, Month(color, year, month))
         assert raw.read_bytes() == src.read_bytes()
         if color != "fhv":
             assert report["negative_amount_rows"] > 0 and report["out_of_month_pickups"] > 0
@@ -62,7 +64,7 @@ def test_months_land_as_typed_parquet_then_rerun_does_nothing(
 def test_half_written_outputs_are_not_done(pipeline_env: Path, source: SourceServer, published: dict) -> None:
     task = ParquetFile(color="yellow", year=2021, month=1)
     assert run([task]).ok
-    parquet = layout.lake_path(pipeline_env, "yellow", 2021, 1)
+    parquet = layout.lake_path(pipeline_env, Month("yellow", 2021, 1))
     good = parquet.read_bytes()
     parquet.write_bytes(good[: len(good) // 2])  # a torn write from some other tool
     assert not task.complete()
@@ -70,7 +72,7 @@ def test_half_written_outputs_are_not_done(pipeline_env: Path, source: SourceSer
     layout.quality_path(parquet).unlink()  # killed between the Parquet and its report
     assert not task.complete()
     assert run([task]).ok and task.complete()
-    raw = layout.raw_path(pipeline_env, "yellow", 2021, 1)
+    raw = layout.raw_path(pipeline_env, Month("yellow", 2021, 1))
     layout.raw_meta_path(raw).unlink()
     assert not DownloadCSV(color="yellow", year=2021, month=1).complete()
 
@@ -86,7 +88,7 @@ def test_rerun_after_a_fault_succeeds(pipeline_env: Path, source: SourceServer, 
     source.plans[month] = ["drop"] * 10
     task = ParquetFile(color="yellow", year=2021, month=2)
     assert not run([task]).ok
-    assert not layout.raw_path(pipeline_env, "yellow", 2021, 2).exists()
+    assert not layout.raw_path(pipeline_env, Month("yellow", 2021, 2)).exists()
     source.plans[month] = []
     assert run([task]).ok and task.complete()
 

@@ -1,7 +1,7 @@
 """PostgresTable through luigi against the real throwaway PostgreSQL 15 of the local stack.
 
 One server per module; every test starts from an empty ``tlc`` schema and its own data dir
-and loopback source. Months are small (3,000 rows) and ``pgload.BATCH_ROWS`` is lowered so
+and loopback source. Months are small (3,000 rows) and ``binary_copy.BATCH_ROWS`` is lowered so
 that each load is several COPY chunks: the kill and concurrency tests act in the middle of
 a COPY, not before or after it.
 """
@@ -26,10 +26,21 @@ import pytest
 
 from scripts.make_sample_data import write_month
 from scripts.stack.base import free_port
-from tasks import ParquetFile, PostgresTable, layout, ledger, pgload, schema
-from tasks.errors import InvalidInput, SinkError
-from tasks.settings import postgres
+from tasks import (
+    ParquetFile,
+    PostgresTable,
+)
 from tests.luigirun import run
+from tlc import layout, ledger, phases, schema
+from tlc.config import PostgresConfig
+from tlc.errors import InvalidInput, SinkError
+from tlc.month import Month
+from tlc.postgres import binary_copy
+from tlc.postgres.connection import connect
+from tlc.postgres.load import Load, load_month
+from tlc.postgres.state import month_states
+from tlc.postgres.tables import ensure_table
+from tlc.postgres.target import PostgresMonth
 
 ROWS = 3000
 PG_TYPES = {"timestamp": "timestamp without time zone"}  # as information_schema spells it
@@ -40,7 +51,7 @@ def pg(pg_server: dict[str, str], pipeline_env: Path, monkeypatch: pytest.Monkey
     """libpq's variables for this test, an empty ``tlc`` schema and small COPY chunks."""
     for key, value in pg_server.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(pgload, "BATCH_ROWS", 500)
+    monkeypatch.setattr(binary_copy, "BATCH_ROWS", 500)
     with closing(psycopg2.connect()) as conn, conn.cursor() as cur:
         cur.execute("DROP SCHEMA IF EXISTS tlc CASCADE")
         conn.commit()
@@ -62,7 +73,7 @@ def marker(color: str, year: int, month: int) -> tuple | None:
 
 
 def parquet_of(data: Path, color: str, year: int, month: int) -> Path:
-    return layout.lake_path(data, color, year, month)
+    return layout.lake_path(data, Month(color, year, month))
 
 
 def parquet_rows(path: Path) -> Counter:
@@ -112,10 +123,10 @@ def test_months_load_with_the_parquets_types_values_and_nulls(pg: dict, pipeline
         assert list(db_nulls) == [table.column(n).null_count for n in table.column_names]
         assert db_rows(color, year, month) == parquet_rows(parquet)  # every value, as a multiset of rows
 
-        report = ParquetFile(color=color, year=year, month=month).report()
+        report = ParquetFile(color=color, year=year, month=month).output().report()
         assert table.num_rows == ROWS
-        assert marker(color, year, month)[:2] == (ROWS, report["parquet"]["sha256"])
-        assert ledger.read(pipeline_env, color, year, month)["stages"]["postgres"]["rows"] == ROWS
+        assert marker(color, year, month)[:2] == (ROWS, report.parquet.sha256)
+        assert ledger.read(pipeline_env, Month(color, year, month))["stages"]["postgres"]["rows"] == ROWS
 
     yellow = pq.read_table(parquet_of(pipeline_env, "yellow", 2021, 1))
     assert yellow.column("store_and_fwd_flag").null_count > 0  # the null tail really was exercised
@@ -157,11 +168,12 @@ def test_load_month_round_trips_awkward_values(pg: dict, tmp_path: Path) -> None
     path = tmp_path / "awkward.parquet"
     pq.write_table(table, path)
 
-    conn = pgload.connect(postgres().dsn_parts())
+    conn = connect(PostgresConfig().dsn_parts())
+    month = Month("yellow", 2021, 1)
     try:
-        pgload.ensure_table(conn, "tlc", "yellow")
-        assert pgload.load_month(conn, "tlc", "yellow", 2021, 1, path, table.num_rows, "0" * 64) == table.num_rows
-        assert pgload.month_state(conn, "tlc", "yellow", 2021, 1) == (table.num_rows, "0" * 64, table.num_rows)
+        ensure_table(conn, "tlc", "yellow")
+        assert load_month(conn, "tlc", Load(month, path, table.num_rows, "0" * 64)) == table.num_rows
+        assert month_states(conn, "tlc", [month])[month] == (table.num_rows, "0" * 64, table.num_rows)
     finally:
         conn.close()
     expected = Counter(tuple(map(_comparable, row)) for row in parquet_rows(path).elements())
@@ -202,7 +214,7 @@ def query_commit(sql: str) -> None:
 
 
 def test_connection_killed_mid_copy_keeps_the_previous_month(
-    pg: dict, pipeline_env: Path, source_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    pg: dict, pipeline_env: Path, source_dir: Path, on_phase: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     write_month(source_dir, "yellow", 2021, 1, rows=ROWS, seed=7)
     task = PostgresTable(color="yellow", year=2021, month=1)
@@ -213,22 +225,20 @@ def test_connection_killed_mid_copy_keeps_the_previous_month(
     write_month(source_dir, "yellow", 2021, 1, rows=ROWS + 1000, seed=8)
     shutil.rmtree(pipeline_env / "raw")
     shutil.rmtree(pipeline_env / "lake")
-    real_load, killed = pgload.load_month, []
+    killed: list[tuple] = []
 
-    def load_and_kill(conn: Any, *args: Any, progress: Any = None, **kwargs: Any) -> int:
-        pid = conn.get_backend_pid()
+    def kill_at_half(rows: int, expected: int) -> None:
+        if rows / expected >= 0.5 and not killed:
+            with closing(psycopg2.connect()) as other, other.cursor() as cur:
+                cur.execute(
+                    "SELECT p.pid, p.tuples_processed FROM pg_stat_progress_copy p"
+                    " JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'tlc-luigi'"
+                )
+                pid, copying = cur.fetchone()
+                cur.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+                killed.append((rows / expected, (copying,), cur.fetchone()[0]))
 
-        def kill_at_half(fraction: float, message: str) -> None:
-            if fraction >= 0.5 and not killed:
-                with closing(psycopg2.connect()) as other, other.cursor() as cur:
-                    cur.execute("SELECT tuples_processed FROM pg_stat_progress_copy WHERE pid = %s", (pid,))
-                    copying = cur.fetchone()
-                    cur.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
-                    killed.append((fraction, copying, cur.fetchone()[0]))
-
-        return real_load(conn, *args, progress=kill_at_half, **kwargs)
-
-    monkeypatch.setattr(pgload, "load_month", load_and_kill)
+    on_phase("postgres.copying", kill_at_half)
     with caplog.at_level(logging.ERROR, logger="luigi-interface"):
         failed = run([task])
     assert not failed.ok and failed.failed == {task.task_id}
@@ -242,16 +252,16 @@ def test_connection_killed_mid_copy_keeps_the_previous_month(
     assert db_rows("yellow", 2021, 1) == before_rows
     assert leftover_staging() == []
 
-    monkeypatch.setattr(pgload, "load_month", real_load)
+    phases.clear()
     recovered = run([task])
     assert recovered.ok and recovered.ran == {task.task_id}
-    report = ParquetFile(color="yellow", year=2021, month=1).report()
-    assert marker("yellow", 2021, 1)[:2] == (ROWS + 1000, report["parquet"]["sha256"]) != before[:2]
+    report = ParquetFile(color="yellow", year=2021, month=1).output().report()
+    assert marker("yellow", 2021, 1)[:2] == (ROWS + 1000, report.parquet.sha256) != before[:2]
     assert db_rows("yellow", 2021, 1) == parquet_rows(parquet_of(pipeline_env, "yellow", 2021, 1))
 
 
 def test_two_workers_load_two_months_of_one_table_at_once(
-    pg: dict, pipeline_env: Path, source_dir: Path, monkeypatch: pytest.MonkeyPatch
+    pg: dict, pipeline_env: Path, source_dir: Path, on_phase: Any
 ) -> None:
     months = [("yellow", 2021, 2), ("yellow", 2021, 3)]
     for m in months:
@@ -259,20 +269,16 @@ def test_two_workers_load_two_months_of_one_table_at_once(
     # Both loads wait for each other half-way through their COPY, so the two transactions
     # really overlap, then swap their partitions into the same parent one after the other.
     both_copying = multiprocessing.Barrier(2, timeout=30)
-    real_load = pgload.load_month
+    met: list[int] = []  # per worker process (forked): each meets the other once
 
-    def load_in_step(*args: Any, progress: Any = None, **kwargs: Any) -> int:
-        met = []
+    def meet_at_half(rows: int, expected: int) -> None:
+        if rows / expected >= 0.5 and not met:
+            met.append(both_copying.wait())
 
-        def meet_at_half(fraction: float, message: str) -> None:
-            if fraction >= 0.5 and not met:
-                met.append(both_copying.wait())
-
-        return real_load(*args, progress=meet_at_half, **kwargs)
-
-    monkeypatch.setattr(pgload, "load_month", load_in_step)
+    on_phase("postgres.copying", meet_at_half)
     tasks = [PostgresTable(color=c, year=y, month=m) for c, y, m in months]
-    assert PostgresTable.completed_among(tasks) == set()  # no schema yet: not done, no error
+    targets = [t.output() for t in tasks]
+    assert PostgresMonth.bulk_exists(targets) == [False, False]  # no schema yet: not done, no error
     result = run(tasks, workers=2)
     assert result.ok, result.failed
     assert query("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tlc.yellow_tripdata'::regclass") == [(2,)]
@@ -280,9 +286,9 @@ def test_two_workers_load_two_months_of_one_table_at_once(
         assert db_rows(color, year, month) == parquet_rows(parquet_of(pipeline_env, color, year, month))
         assert marker(color, year, month)[0] == ROWS
     assert leftover_staging() == []
-    assert PostgresTable.completed_among(tasks) == {t.task_id for t in tasks}  # one query for the color
+    assert PostgresMonth.bulk_exists(targets) == [True, True]  # one query for the color
     query_commit("DELETE FROM tlc.load_markers WHERE source_month = '2021-03-01'")
-    assert PostgresTable.completed_among(tasks) == {tasks[0].task_id}
+    assert PostgresMonth.bulk_exists(targets) == [True, False]
 
 
 def test_a_server_that_is_down_fails_fast_with_one_clear_line(
@@ -318,7 +324,8 @@ def test_a_hostile_schema_name_is_refused_before_any_sql(
     query_commit("CREATE TABLE IF NOT EXISTS public.x (id int)")
     cfg["tlc.postgres", "schema"] = "tlc; drop table x"
     connections = []
-    monkeypatch.setattr(pgload, "connect", connections.append)
+    real_connect = psycopg2.connect
+    monkeypatch.setattr(psycopg2, "connect", lambda *a, **k: connections.append(k))
     task = PostgresTable(color="yellow", year=2021, month=1)
 
     with pytest.raises(InvalidInput, match="postgres schema 'tlc; drop table x' is not valid"):
@@ -330,11 +337,14 @@ def test_a_hostile_schema_name_is_refused_before_any_sql(
             raise AssertionError("SQL was about to run")
 
     for call in (
-        lambda: pgload.ensure_table(NoSQL(), "tlc; drop table x", "yellow"),
-        lambda: pgload.month_state(NoSQL(), "tlc; drop table x", "yellow", 2021, 1),
-        lambda: pgload.load_month(NoSQL(), "tlc; drop table x", "yellow", 2021, 1, Path("x.parquet"), 1, "0" * 64),
+        lambda: ensure_table(NoSQL(), "tlc; drop table x", "yellow"),
+        lambda: month_states(NoSQL(), "tlc; drop table x", [Month("yellow", 2021, 1)]),
+        lambda: load_month(
+            NoSQL(), "tlc; drop table x", Load(Month("yellow", 2021, 1), Path("x.parquet"), 1, "0" * 64)
+        ),
     ):
         with pytest.raises(InvalidInput):
             call()
     assert connections == []
+    monkeypatch.setattr(psycopg2, "connect", real_connect)
     assert query("SELECT to_regclass('public.x') IS NOT NULL") == [(True,)]

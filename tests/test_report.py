@@ -1,4 +1,4 @@
-"""tasks.report reconciles every month across the real sinks, and turns red when one is tampered with."""
+"""tlc.report reconciles every month across the real sinks, and turns red when one is tampered with."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import psycopg2
 import pytest
 
 from scripts.make_sample_data import write_month
-from tasks import GCSObject, IngestRange, gcp
-from tasks.report import main as report
-from tasks.settings import gcs
+from tasks import GCSObject, IngestRange
 from tests.browser import ARTIFACTS, chromium, require_chromium
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc.gcs.target import Lake
+from tlc.report.__main__ import main as report
 
 
 @pytest.fixture
@@ -49,8 +49,8 @@ def test_report_reconciles_then_turns_red_on_tampering(landed: Path, tmp_path: P
             "DELETE FROM tlc.yellow_tripdata_2021_01 WHERE ctid = (SELECT min(ctid) FROM tlc.yellow_tripdata_2021_01)"
         )
         conn.commit()
-    bucket = gcp.storage_client(gcs().project_id()).bucket(gcs().bucket_name())
-    name = GCSObject(color="yellow", year=2021, month=2).object_name()
+    bucket = Lake.from_config().bucket
+    name = GCSObject(color="yellow", year=2021, month=2).output().name
     blob = bucket.get_blob(name)
     data = blob.download_as_bytes()
     replaced = bucket.blob(name)

@@ -11,12 +11,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from scripts.make_sample_data import write_month
-from tasks import BigQueryTable, GCSObject, ParquetFile, gcp, layout
-from tasks.errors import SinkError
-from tasks.lake import md5_b64
-from tasks.settings import bigquery, gcs
+from tasks import BigQueryTable, GCSObject, ParquetFile
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc import layout
+from tlc.bigquery import state
+from tlc.bigquery.load import Load, load_month
+from tlc.bigquery.target import BigQueryMonth
+from tlc.config import BigQueryConfig
+from tlc.errors import SinkError
+from tlc.gcs.objects import md5_b64
+from tlc.gcs.target import GcsObject, Lake
+from tlc.month import Month
 
 MONTHS = [("yellow", 2021, 1), ("yellow", 2021, 2), ("green", 2021, 1)]
 
@@ -28,17 +34,17 @@ def published(source_dir: Path) -> None:
 
 
 def bucket():
-    return gcp.storage_client(gcs().project_id()).bucket(gcs().bucket_name())
+    return Lake.from_config().bucket
 
 
 def counts(task: BigQueryTable) -> dict:
-    wh = task.warehouse()
-    rows = wh._query(f"SELECT source_month, COUNT(*) AS n FROM `{wh.table_id(task.color)}` GROUP BY 1")
+    ds = task.output().ds
+    rows = ds.query(f"SELECT source_month, COUNT(*) AS n FROM `{ds.table_id(task.color)}` GROUP BY 1")
     return {r["source_month"].strftime("%Y-%m"): r["n"] for r in rows}
 
 
 def parquet_of(data: Path, color: str, year: int, month: int) -> pa.Table:
-    return pq.read_table(layout.lake_path(data, color, year, month))
+    return pq.read_table(layout.lake_path(data, Month(color, year, month)))
 
 
 def test_months_land_in_lake_and_warehouse_then_rerun_is_noop(
@@ -47,34 +53,34 @@ def test_months_land_in_lake_and_warehouse_then_rerun_is_noop(
     tasks = [BigQueryTable(color=c, year=y, month=m) for c, y, m in MONTHS]
     assert run(tasks, workers=2).ok
     for color, year, month in MONTHS:
-        report = ParquetFile(color=color, year=year, month=month).report()
-        blob = bucket().get_blob(GCSObject(color=color, year=year, month=month).object_name())
-        assert blob.md5_hash == md5_b64(report["parquet"]["md5"]) and blob.size == report["parquet"]["size"]
-        assert blob.metadata["rows"] == str(report["rows_written"])
-        assert blob.metadata["parquet_sha256"] == report["parquet"]["sha256"]
+        report = ParquetFile(color=color, year=year, month=month).output().report()
+        blob = bucket().get_blob(GCSObject(color=color, year=year, month=month).output().name)
+        assert blob.md5_hash == md5_b64(report.parquet.md5) and blob.size == report.parquet.size
+        assert blob.metadata["rows"] == str(report.rows_written)
+        assert blob.metadata["parquet_sha256"] == report.parquet.sha256
     yellow = BigQueryTable(color="yellow", year=2021, month=1)
     assert counts(yellow) == {"2021-01": 2500, "2021-02": 2500}
     assert counts(BigQueryTable(color="green", year=2021, month=1)) == {"2021-01": 2500}
 
-    wh = yellow.warehouse()
-    table = wh.client.get_table(wh.table_id("yellow"))
+    ds = yellow.output().ds
+    table = ds.client.get_table(ds.table_id("yellow"))
     types = {f.name: f.field_type for f in table.schema}
     assert types["pickup_datetime"] == "DATETIME" and types["vendor_id"] in ("INTEGER", "INT64")
     assert types["source_month"] == "DATE" and types["total_amount"] in ("FLOAT", "FLOAT64")
     assert table.time_partitioning.field == "source_month"
     local = parquet_of(pipeline_env, "yellow", 2021, 1)
-    [row] = wh._query(
+    [row] = ds.query(
         f"SELECT SUM(total_amount) AS total, COUNTIF(vendor_id IS NULL) AS null_vendor, MIN(pickup_datetime) AS first "
-        f"FROM `{wh.table_id('yellow')}` WHERE source_month = DATE '2021-01-01'"
+        f"FROM `{ds.table_id('yellow')}` WHERE source_month = DATE '2021-01-01'"
     )
     assert row["total"] == pytest.approx(pc.sum(local.column("total_amount")).as_py())
     assert row["null_vendor"] == local.column("vendor_id").null_count
     assert row["first"] == pc.min(local.column("pickup_datetime")).as_py()
 
-    markers = wh._query(f"SELECT color, source_month, loaded_at FROM `{wh.dataset}._loads`")
+    markers = ds.query(f"SELECT color, source_month, loaded_at FROM `{ds.markers_id}`")
     again = run(tasks)
     assert again.ok and again.ran == set()
-    assert wh._query(f"SELECT color, source_month, loaded_at FROM `{wh.dataset}._loads`") == markers
+    assert ds.query(f"SELECT color, source_month, loaded_at FROM `{ds.markers_id}`") == markers
 
 
 @pytest.mark.parametrize("damage", ["overwrite", "delete", "truncate"])
@@ -83,7 +89,7 @@ def test_damaged_remote_object_is_uploaded_again(
 ) -> None:
     task = GCSObject(color="yellow", year=2021, month=1)
     assert run([task]).ok
-    blob = bucket().blob(task.object_name())
+    blob = bucket().blob(task.output().name)
     good = blob.download_as_bytes()
     if damage == "delete":
         blob.delete()
@@ -92,7 +98,7 @@ def test_damaged_remote_object_is_uploaded_again(
     assert not task.complete()
     result = run([task])
     assert result.ok and task.task_id in result.ran
-    assert bucket().blob(task.object_name()).download_as_bytes() == good
+    assert bucket().blob(task.output().name).download_as_bytes() == good
 
 
 def test_forced_reload_of_one_month_leaves_both_months_exact(
@@ -100,8 +106,8 @@ def test_forced_reload_of_one_month_leaves_both_months_exact(
 ) -> None:
     jan, feb = (BigQueryTable(color="yellow", year=2021, month=m) for m in (1, 2))
     assert run([jan, feb]).ok
-    wh = jan.warehouse()
-    wh._query(f"DELETE FROM `{wh.dataset}._loads` WHERE source_month = DATE '2021-01-01'")
+    ds = jan.output().ds
+    ds.query(f"DELETE FROM `{ds.markers_id}` WHERE source_month = DATE '2021-01-01'")
     assert not jan.complete() and feb.complete()
     result = run([jan, feb])
     assert result.ok and result.ran == {jan.task_id}
@@ -113,21 +119,21 @@ def test_failing_load_leaves_the_previous_month_intact(
 ) -> None:
     jan = BigQueryTable(color="yellow", year=2021, month=1)
     assert run([jan]).ok
-    wh = jan.warehouse()
-    before = wh.month_state("yellow", 2021, 1)
-    sha = before[2]
+    ds, month = jan.output().ds, Month("yellow", 2021, 1)
+    before = state.month_state(ds, month)
+    sha = before[1].parquet_sha256
     # A Parquet of the wrong shape: the load job itself fails.
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"x": [1, 2, 3]}), bad)
     bucket().blob("bad/bad.parquet").upload_from_filename(str(bad))
     with pytest.raises(SinkError, match="BigQuery load of yellow 2021-01"):
-        wh.load_month("yellow", 2021, 1, f"gs://{gcp_env['bucket']}/bad/bad.parquet", 3, sha, lambda: 1)
+        load_month(ds, Load(month, f"gs://{gcp_env['bucket']}/bad/bad.parquet", 3, sha, lambda: 1))
     # The right file, but fewer rows than the Parquet promised: refused before the swap.
     with pytest.raises(SinkError, match="staged 2500 rows, the Parquet has 2501"):
-        wh.load_month("yellow", 2021, 1, GCSObject(color="yellow", year=2021, month=1).uri(), 2501, sha, lambda: 1)
-    assert wh.month_state("yellow", 2021, 1) == before
+        load_month(ds, Load(month, GCSObject(color="yellow", year=2021, month=1).output().uri, 2501, sha, lambda: 1))
+    assert state.month_state(ds, month) == before
     assert jan.complete()
-    tables = {t.table_id for t in wh.client.list_tables(wh.dataset)}
+    tables = {t.table_id for t in ds.client.list_tables(ds.id)}
     assert tables == {"yellow_tripdata", "_loads"}  # no staging table left behind
 
 
@@ -148,7 +154,7 @@ def test_emulator_down_gives_a_clear_error_after_bounded_retries(
         task.complete()
     assert time.monotonic() - began < 15
     assert "\n" not in str(err.value)
-    assert bigquery().retry_seconds == 2.0
+    assert BigQueryConfig().retry_seconds == 2.0
 
 
 def test_range_completeness_is_checked_in_bulk_and_notices_one_damaged_month(
@@ -162,11 +168,11 @@ def test_range_completeness_is_checked_in_bulk_and_notices_one_damaged_month(
     assert not all_complete(months)
     assert run(months).ok
     assert all_complete(months + lake)
-    assert BigQueryTable.completed_among(months) == {t.task_id for t in months if t.complete()}
-    bucket().blob(lake[1].object_name()).delete()  # yellow 2021-02 vanishes from the lake
-    assert GCSObject.completed_among(lake) == {lake[0].task_id, lake[2].task_id}
+    assert BigQueryMonth.bulk_exists([t.output() for t in months]) == [t.complete() for t in months] == [True] * 3
+    bucket().blob(lake[1].output().name).delete()  # yellow 2021-02 vanishes from the lake
+    assert GcsObject.bulk_exists([t.output() for t in lake]) == [True, False, True]
     assert not all_complete(months + lake)
-    wh = months[0].warehouse()
-    wh._query(f"DELETE FROM `{wh.table_id('green')}` WHERE TRUE")
-    assert BigQueryTable.completed_among(months) == {months[0].task_id, months[1].task_id}
+    ds = months[0].output().ds
+    ds.query(f"DELETE FROM `{ds.table_id('green')}` WHERE TRUE")
+    assert BigQueryMonth.bulk_exists([t.output() for t in months]) == [True, True, False]
     assert IngestRange(colors="yellow", start="2021-01", stop="2021-02").requires()[0].requires()[1] == lake[0]

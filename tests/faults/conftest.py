@@ -28,12 +28,16 @@ import pytest
 from scripts.make_sample_data import write_month
 from scripts.stack import Stack
 from scripts.stack.base import pid_alive
-from tasks import BigQueryTable, gcp, layout, pgload, schema
-from tasks.lake import md5_b64
-from tasks.settings import gcs
 from tests.conftest import let_server_user_in
 from tests.faults.helpers import ROWS, assert_lake_exact, row_counter, temporaries
 from tests.sourceserver import SourceServer
+from tlc import layout, schema
+from tlc.bigquery import state
+from tlc.bigquery.dataset import Dataset
+from tlc.gcs.objects import md5_b64
+from tlc.gcs.target import Lake
+from tlc.month import Month
+from tlc.postgres import binary_copy
 
 SINK_SERVICES = ("gcs", "bigquery", "postgres")
 ENDPOINTS = (
@@ -110,25 +114,25 @@ class Sinks:
     # --- reading what landed ---------------------------------------------------------------------
 
     def bucket(self) -> Any:
-        return gcp.storage_client(gcs().project_id()).bucket(gcs().bucket_name())
+        return Lake.from_config().bucket
 
-    def warehouse(self, color: str = "yellow") -> Any:
-        return BigQueryTable(color=color, year=2021, month=1).warehouse()
+    def warehouse(self) -> Dataset:
+        return Dataset.from_config()
 
     def bq_rows(self, color: str, year: int, month: int) -> Counter:
-        wh = self.warehouse(color)
+        ds = self.warehouse()
         names = ", ".join(c.name for c in schema.columns(color))
-        rows = wh._query(
-            f"SELECT {names} FROM `{wh.table_id(color)}` WHERE source_month = DATE '{dt.date(year, month, 1)}'"
+        rows = ds.query(
+            f"SELECT {names} FROM `{ds.table_id(color)}` WHERE source_month = @day", day=dt.date(year, month, 1)
         )
         return Counter(tuple(r.values()) for r in rows)
 
     def bq_counts(self, color: str) -> dict[str, int]:
-        return {f"{d:%Y-%m}": n for d, n in self.warehouse(color).counts_by_month(color).items()}
+        return {f"{d:%Y-%m}": n for d, n in state.counts_by_month(self.warehouse(), color).items()}
 
     def bq_tables(self) -> set[str]:
-        wh = self.warehouse()
-        return {t.table_id for t in wh.client.list_tables(wh.dataset)}
+        ds = self.warehouse()
+        return {t.table_id for t in ds.client.list_tables(ds.id)}
 
     def pg(self, sql: str, params: tuple = ()) -> list[tuple]:
         with closing(psycopg2.connect()) as conn, conn.cursor() as cur:
@@ -185,16 +189,16 @@ class Sinks:
         """
         table = assert_lake_exact(data, color, year, month, src)
         expected = row_counter(table)
-        parquet = layout.lake_path(data, color, year, month)
+        parquet = layout.lake_path(data, Month(color, year, month))
         md5 = hashlib.md5(parquet.read_bytes(), usedforsecurity=False).hexdigest()
         sha = hashlib.sha256(parquet.read_bytes()).hexdigest()
-        name = f"{gcs().prefix}/{layout.lake_key(color, year, month)}"
+        name = Lake.from_config().object_name(Month(color, year, month))
         if "gcs" in sinks:
             blob = self.bucket().get_blob(name)
             assert blob is not None and blob.md5_hash == md5_b64(md5), "lake object differs from the Parquet"
         if "bq" in sinks:
             assert self.bq_rows(color, year, month) == expected, "BigQuery month differs from the Parquet"
-            marker = self.warehouse(color).markers(color).get(dt.date(year, month, 1))
+            marker = state.markers(self.warehouse(), color).get(dt.date(year, month, 1))
             assert marker == (table.num_rows, sha)
             assert staging_left or not [t for t in self.bq_tables() if "_staging_" in t], "staging table left"
         if "pg" in sinks:
@@ -238,7 +242,7 @@ def sinks(
     cfg["tlc.gcs", "retry_seconds"] = "3"
     cfg["tlc.bigquery", "retry_seconds"] = "3"
     cfg["tlc.postgres", "connect_timeout_seconds"] = "3"
-    monkeypatch.setattr(pgload, "BATCH_ROWS", 250)  # several COPY chunks per month
+    monkeypatch.setattr(binary_copy, "BATCH_ROWS", 250)  # several COPY chunks per month
     found.pg(f"DROP SCHEMA IF EXISTS {found.schema} CASCADE")
     return found
 
@@ -265,4 +269,4 @@ def publish(source_dir: Path) -> Any:
 
 
 def parquet_table(data: Path, color: str, year: int, month: int) -> Any:
-    return pq.read_table(layout.lake_path(data, color, year, month))
+    return pq.read_table(layout.lake_path(data, Month(color, year, month)))

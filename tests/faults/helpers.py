@@ -25,10 +25,11 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks import layout
-from tasks.atomic import read_json
-from tasks.convert import convert_month
 from tests.conftest import ROOT
+from tlc import layout
+from tlc.atomic import read_json
+from tlc.lake.convert import convert_month
+from tlc.month import Month
 
 T = TypeVar("T")
 LUIGI = Path(sys.executable).with_name("luigi")
@@ -58,8 +59,8 @@ def files(root: Path) -> list[Path]:
 
 def final_outputs(data: Path, color: str, year: int, month: int) -> list[Path]:
     """Which of the month's local final outputs exist (raw + record, Parquet + report)."""
-    raw = layout.raw_path(data, color, year, month)
-    lake = layout.lake_path(data, color, year, month)
+    raw = layout.raw_path(data, Month(color, year, month))
+    lake = layout.lake_path(data, Month(color, year, month))
     return [p for p in (raw, layout.raw_meta_path(raw), lake, layout.quality_path(lake)) if p.exists()]
 
 
@@ -67,7 +68,7 @@ def final_outputs(data: Path, color: str, year: int, month: int) -> list[Path]:
 def _reference(sha256: str, src: str, color: str, year: int, month: int) -> pa.Table:
     with tempfile.TemporaryDirectory() as scratch:
         dest = Path(scratch) / "reference.parquet"
-        convert_month(Path(src), dest, color, year, month)
+        convert_month(Path(src), dest, Month(color, year, month))
         return pq.read_table(dest)
 
 
@@ -83,9 +84,9 @@ def row_counter(table: pa.Table) -> Counter:
 
 def assert_lake_exact(data: Path, color: str, year: int, month: int, src: Path) -> pa.Table:
     """Raw copy, Parquet and quality report of the month match the published file exactly."""
-    raw = layout.raw_path(data, color, year, month)
+    raw = layout.raw_path(data, Month(color, year, month))
     assert raw.read_bytes() == src.read_bytes(), "raw copy differs from the published file"
-    parquet = layout.lake_path(data, color, year, month)
+    parquet = layout.lake_path(data, Month(color, year, month))
     table = pq.read_table(parquet)
     expected = reference(src, color, year, month)
     assert table.equals(expected), "Parquet differs from an independent conversion of the source"

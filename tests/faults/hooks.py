@@ -9,8 +9,9 @@ and killed there with SIGKILL:
   start, the staging table loaded, half the rows COPYed) the process writes ``<file>`` and
   waits there, by polling, for ``<file>.release`` (at most two minutes). Nothing else changes.
   ``<sink>-committed`` (gcs, bigquery, postgres) holds after the sink committed the month,
-  just before the stage's ledger entry is written.
-* ``TLC_FAULT_GATE=<dir>``: every task waits (at most 3 s) before ``run()`` until another
+  just before the stage's ledger entry is written. Every hold is a named phase of
+  ``tlc.phases``: the stages announce them, this module only listens.
+* ``TLC_FAULT_GATE=<dir>``: every stage waits (at most 3 s) as it starts (luigi's START event) until another
   process has reached the same task, so two concurrent CLI runs really do each stage at the
   same time instead of one run finding the other's outputs already done.
 """
@@ -19,14 +20,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import luigi
 
 import tasks
-from tasks import convert, ledger, pgload, warehouse
+from tlc import phases
+from tlc.lake import writer
+from tlc.postgres import binary_copy
+from tlc.sources import csv_releases
 
 HOLD = os.environ.get("TLC_FAULT_HOLD", "")
 HELD = os.environ.get("TLC_FAULT_HELD", "")
@@ -44,8 +47,6 @@ def _wait_for(path: Path, timeout: float) -> bool:
 
 def hold(stage: str) -> None:
     """Announce that ``stage`` is under way, then wait to be killed (or released)."""
-    if stage != HOLD:
-        return
     marker = Path(HELD)
     tmp = marker.with_name(marker.name + ".part")
     tmp.write_text(f"{stage} {os.getpid()}\n")
@@ -54,60 +55,39 @@ def hold(stage: str) -> None:
         raise RuntimeError(f"held in {stage} for 120 s and never killed")
 
 
-def _wrap(owner: Any, name: str, before: Callable[..., None]) -> None:
-    original = getattr(owner, name)
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        before(*args, **kwargs)
-        return original(*args, **kwargs)
-
-    setattr(owner, name, wrapper)
-
-
 if HOLD == "parquet":
     # Small row groups, so the temporary Parquet really holds data when the run is held.
-    convert.ROW_GROUP_ROWS = 250
-    convert.BLOCK_SIZE = 1 << 15
-    _added = [0]
+    writer.ROW_GROUP_ROWS = 250
+    csv_releases.BLOCK_SIZE = 1 << 15
+    _groups = [0]
 
-    def _after_rows(*_: Any) -> None:
-        _added[0] += 1
-        if _added[0] == 6:
+    def _after_row_groups(**_: Any) -> None:
+        _groups[0] += 1
+        if _groups[0] == 6:
             hold("parquet")
 
-    _wrap(convert._RowGroupWriter, "add", _after_rows)
+    phases.on("parquet.row_group_written", _after_row_groups)
 
 if HOLD == "gcs":
-    from google.cloud import storage
-
-    _wrap(storage.Blob, "upload_from_filename", lambda *a, **k: hold("gcs"))
+    phases.on("gcs.uploading", lambda **_: hold("gcs"))
 
 if HOLD == "bigquery":
-    # Called with the transaction only after the load job filled the staging table.
-    _wrap(warehouse.Warehouse, "_query", lambda _self, sql: hold("bigquery") if "BEGIN TRANSACTION" in sql else None)
+    phases.on("bigquery.swapping", lambda **_: hold("bigquery"))  # staged and checked; the swap has not begun
 
 if HOLD == "postgres":
-    pgload.BATCH_ROWS = 200
-    _load = pgload.load_month
+    binary_copy.BATCH_ROWS = 200
+    _held = [False]
 
-    def _load_and_hold(*args: Any, progress: Any = None, **kwargs: Any) -> int:
-        def at_half(fraction: float, message: str) -> None:
-            if 0.5 <= fraction < 1:  # called on the loading thread: the COPY stalls half-way
-                hold("postgres")
+    def _at_half(rows: int, expected: int) -> None:
+        if 0.5 <= rows / expected < 1 and not _held[0]:  # on the loading thread: the COPY stalls half-way
+            _held[0] = True
+            hold("postgres")
 
-        return _load(*args, progress=at_half, **kwargs)
-
-    pgload.load_month = _load_and_hold
+    phases.on("postgres.copying", _at_half)
 
 if HOLD.endswith("-committed"):
     # The sink has committed (object verified, transaction done); the ledger is not written yet.
-    _sink = HOLD.removesuffix("-committed")  # the ledger's stage names: gcs, bigquery, postgres
-
-    def _before_record(_root: Any, _color: str, _year: int, _month: int, stage: str, *_: Any) -> None:
-        if stage == _sink:
-            hold(HOLD)
-
-    _wrap(ledger, "record", _before_record)
+    phases.on(f"{HOLD.removesuffix('-committed')}.committed", lambda **_: hold(HOLD))
 
 if GATE:
 
@@ -120,6 +100,6 @@ if GATE:
             time.sleep(0.02)
 
     for _cls in (tasks.DownloadCSV, tasks.ParquetFile, tasks.GCSObject, tasks.BigQueryTable, tasks.PostgresTable):
-        _wrap(_cls, "run", _rendezvous)
+        _cls.event_handler(luigi.Event.START)(_rendezvous)  # luigi's own hook, just before run()
 
 __all__ = tasks.__all__

@@ -22,11 +22,18 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import IngestMonth, ParquetFile, convert, layout
-from tasks.atomic import read_json
+from tasks import (
+    IngestMonth,
+    ParquetFile,
+)
 from tests.faults.helpers import assert_lake_exact, error_messages, reference, temporaries
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc import layout
+from tlc.atomic import read_json
+from tlc.lake import writer
+from tlc.month import Month
+from tlc.sources import csv_releases
 
 pytestmark = pytest.mark.faults
 
@@ -37,23 +44,16 @@ Rows = list[list[str]]
 
 @pytest.fixture
 def month(pipeline_env: Path, source: SourceServer, publish, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(convert, "BLOCK_SIZE", 1 << 14)
-    monkeypatch.setattr(convert, "ROW_GROUP_ROWS", 250)
+    monkeypatch.setattr(csv_releases, "BLOCK_SIZE", 1 << 14)
+    monkeypatch.setattr(writer, "ROW_GROUP_ROWS", 250)
     return publish(*MONTH, seed=5)
 
 
 @pytest.fixture
-def parquet_bytes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Bytes the converter wrote to its temporary Parquet, to prove a late failure had written some."""
+def parquet_bytes(on_phase: Any) -> list[int]:
+    """Bytes the converter had written to its temporary Parquet, to prove a late failure had written some."""
     written: list[int] = []
-    original = convert._HashingFile.write
-
-    def counting(self: Any, data: Any) -> int:
-        n = original(self, data)
-        written.append(n)
-        return n
-
-    monkeypatch.setattr(convert._HashingFile, "write", counting)
+    on_phase("parquet.row_group_written", lambda rows, bytes: written.append(bytes))
     return written
 
 
@@ -129,7 +129,7 @@ def refused_run(data: Path, caplog: pytest.LogCaptureFixture, message: str) -> N
     assert not result.ok and result.failed == {task.task_id}
     [line] = error_messages(caplog.records)
     assert "ParquetFile(color=yellow, year=2021, month=3)" in line and message in line and "\n" not in line
-    lake = layout.lake_path(data, *MONTH)
+    lake = layout.lake_path(data, Month(*MONTH))
     assert not lake.exists() and not layout.quality_path(lake).exists()
     assert temporaries(data) == [] and not task.complete()
 
@@ -148,10 +148,10 @@ def test_refused_month_leaves_no_lake_output_and_lands_exactly_once_fixed(
     rewrite(month, edit)
     refused_run(pipeline_env, caplog, message)
     if late:
-        assert sum(parquet_bytes) > 0, "the fault should have been met after row groups were written"
-    refused = read_json(layout.rejected_record(pipeline_env, *MONTH))
+        assert max(parquet_bytes, default=0) > 0, "the fault should have been met after row groups were written"
+    refused = read_json(layout.rejected_record(pipeline_env, Month(*MONTH)))
     assert Path(refused["kept"]).read_bytes() == month.read_bytes() and message in refused["reason"]  # to inspect
-    assert not layout.raw_path(pipeline_env, *MONTH).exists()
+    assert not layout.raw_path(pipeline_env, Month(*MONTH)).exists()
 
     month.write_bytes(good)  # the publisher fixes the month: a plain rerun fetches it again
     healed = run([ParquetFile(color=MONTH[0], year=MONTH[1], month=MONTH[2])])
@@ -171,7 +171,7 @@ def test_rerun_while_the_source_is_unchanged_converts_the_kept_copy_without_down
     refused_run(pipeline_env, caplog, message)  # refused again, in one line
     assert [r for r in source.requests if not r.startswith("HEAD ")] == gets  # from the kept copy: no GET
     assert any(r.startswith("HEAD ") for r in source.requests)  # the source was asked whether it changed
-    refused = read_json(layout.rejected_record(pipeline_env, *MONTH))
+    refused = read_json(layout.rejected_record(pipeline_env, Month(*MONTH)))
     assert Path(refused["kept"]).read_bytes() == month.read_bytes()
     assert [p.name for p in Path(refused["kept"]).parent.glob("*.csv.gz")] == [Path(refused["kept"]).name]
 
@@ -198,7 +198,7 @@ def test_crlf_and_bom_land_exactly_the_same_rows(
     expected = reference(month, *MONTH)
     rewrite(month, newline=newline, bom=bom)
     assert run([ParquetFile(color=MONTH[0], year=MONTH[1], month=MONTH[2])]).ok
-    assert pq.read_table(layout.lake_path(pipeline_env, *MONTH)).equals(expected)
+    assert pq.read_table(layout.lake_path(pipeline_env, Month(*MONTH))).equals(expected)
     assert_lake_exact(pipeline_env, *MONTH, month)
 
 
@@ -209,10 +209,10 @@ def test_year_3019_pickup_is_kept_and_counted_in_every_sink(
     rewrite(month, set_value("tpep_pickup_datetime", "3019-03-01 00:10:00"))
     assert run([IngestMonth(color=MONTH[0], year=MONTH[1], month=MONTH[2])]).ok
     sinks.assert_exact(pipeline_env, *MONTH, month)
-    table = pq.read_table(layout.lake_path(pipeline_env, *MONTH))
+    table = pq.read_table(layout.lake_path(pipeline_env, Month(*MONTH)))
     changed = [i for i, (a, b) in enumerate(zip(table.to_pylist(), good.to_pylist(), strict=True)) if a != b]
     assert changed == [LATE] and table.slice(LATE, 1).to_pylist()[0]["pickup_datetime"].year == 3019
-    report = read_json(layout.quality_path(layout.lake_path(pipeline_env, *MONTH)))
+    report = read_json(layout.quality_path(layout.lake_path(pipeline_env, Month(*MONTH))))
     assert report["pickup_max"].startswith("3019-03-01") and report["rows_dropped"] == {}
     assert report["out_of_month_pickups"] == out_of_month(table) == out_of_month(good) + 1
 

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks import DownloadCSV, ParquetFile, PostgresTable, layout, refresh
+from tasks import DownloadCSV, ParquetFile, PostgresTable
 from tests.conftest import let_server_user_in
 from tests.faults.conftest import Sinks
 from tests.faults.helpers import assert_lake_exact, error_messages, reference, temporaries
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc import layout, refresh
+from tlc.month import Month
 
 pytestmark = pytest.mark.faults
 
@@ -91,7 +93,7 @@ def test_local_disk_full_leaves_nothing_done_and_rerun_is_exact(
             assert DownloadCSV(color=MONTH[0], year=MONTH[1], month=MONTH[2]).complete()
             assert not (pipeline_env / "rejected").exists()
         assert not ParquetFile(color=MONTH[0], year=MONTH[1], month=MONTH[2]).complete()
-        assert not layout.lake_path(pipeline_env, *MONTH).exists() and temporaries(pipeline_env) == []
+        assert not layout.lake_path(pipeline_env, Month(*MONTH)).exists() and temporaries(pipeline_env) == []
         grow(64 << 20)  # space freed: a plain rerun
         assert run([ParquetFile(color=MONTH[0], year=MONTH[1], month=MONTH[2])]).ok
         assert_lake_exact(pipeline_env, *MONTH, month)

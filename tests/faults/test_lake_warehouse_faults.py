@@ -15,7 +15,6 @@ from a wrong-shaped file called directly, and endpoints that are down from the s
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,13 +24,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from google.api_core import exceptions as gexc
-from google.cloud import storage
 
-from tasks import BigQueryTable, GCSObject, layout, refresh, warehouse
+from tasks import BigQueryTable, GCSObject
 from tests.faults.conftest import Sinks
 from tests.faults.helpers import error_messages, row_counter
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc import layout, phases, refresh
+from tlc.bigquery import state
+from tlc.bigquery.dataset import MARKERS
+from tlc.bigquery.target import BigQueryMonth
+from tlc.month import Month
 
 pytestmark = pytest.mark.faults
 
@@ -46,15 +49,15 @@ class Loaded:
         self.jan, self.feb = publish(*JAN, seed=1), publish(*FEB, seed=2)
         assert run([bq(JAN), bq(FEB)]).ok
         self.jan_v1 = sinks.bq_rows(*JAN)
-        self.jan_v1_parquet = layout.lake_path(data, *JAN).read_bytes()
-        self.markers_v1 = sinks.warehouse().markers("yellow")
+        self.jan_v1_parquet = layout.lake_path(data, Month(*JAN)).read_bytes()
+        self.markers_v1 = state.markers(sinks.warehouse(), "yellow")
         publish(*JAN, seed=3)  # January v2: same row count, other rows
         assert refresh.main(["--colors", "yellow", "--start", "2021-01", "--apply"]) == 0
 
     def assert_previous_intact(self) -> None:
         """The failed load changed nothing in the warehouse."""
         assert self.sinks.bq_rows(*JAN) == self.jan_v1
-        assert self.sinks.warehouse().markers("yellow") == self.markers_v1
+        assert state.markers(self.sinks.warehouse(), "yellow") == self.markers_v1
         self.sinks.assert_exact(self.data, *FEB, self.feb, sinks=("gcs", "bq"), staging_left=True)
 
     def assert_rerun_exact(self) -> None:
@@ -113,20 +116,14 @@ def test_gcs_stopped_mid_upload(
     loaded: Loaded,
     sinks: Sinks,
     cfg: dict,
-    monkeypatch: pytest.MonkeyPatch,
+    on_phase: Any,
     caplog: pytest.LogCaptureFixture,
     outage: str,
 ) -> None:
     short = outage == "shorter-than-deadline"
     cfg["tlc.gcs", "retry_seconds"] = "30" if short else "2"
     stop_once, restarted = service_outage(sinks, "gcs", back_soon=short)
-    upload = storage.Blob.upload_from_filename
-
-    def upload_into_outage(self: storage.Blob, *args: Any, **kwargs: Any) -> Any:
-        stop_once()
-        return upload(self, *args, **kwargs)
-
-    monkeypatch.setattr(storage.Blob, "upload_from_filename", upload_into_outage)
+    on_phase("gcs.uploading", lambda name: stop_once())
     if short:
         assert run([bq(JAN)]).ok  # healed inside the run: nobody had to do anything
         restarted[0].join()
@@ -139,33 +136,21 @@ def test_gcs_stopped_mid_upload(
 
 @pytest.mark.parametrize("outage", ["shorter-than-deadline", "longer-than-deadline"])
 def test_bigquery_stopped_between_staging_and_swap(
-    loaded: Loaded,
-    sinks: Sinks,
-    cfg: dict,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    outage: str,
+    loaded: Loaded, sinks: Sinks, cfg: dict, on_phase: Any, caplog: pytest.LogCaptureFixture, outage: str
 ) -> None:
     short = outage == "shorter-than-deadline"
     cfg["tlc.bigquery", "retry_seconds"] = "60" if short else "2"
     stop_once, restarted = service_outage(sinks, "bigquery", back_soon=short)
-    query = warehouse.Warehouse._query
-
-    def query_into_outage(self: warehouse.Warehouse, sql: str) -> Any:
-        if "BEGIN TRANSACTION" in sql:  # the staging table is loaded and counted: mid-load
-            stop_once()
-        return query(self, sql)
-
-    monkeypatch.setattr(warehouse.Warehouse, "_query", query_into_outage)
+    on_phase("bigquery.swapping", lambda staging: stop_once())  # staged and counted: mid-load
     if short:
         assert run([bq(JAN)]).ok
         restarted[0].join()
     else:
         failing_run(caplog, bq(JAN), "BigQuery load of yellow 2021-01 from gs://", "ConnectionError")
         sinks.refresh()
-        monkeypatch.setattr(warehouse.Warehouse, "_query", query)
+        phases.clear()
         loaded.assert_previous_intact()
-    monkeypatch.setattr(warehouse.Warehouse, "_query", query)
+    phases.clear()
     loaded.assert_rerun_exact()
 
 
@@ -181,8 +166,8 @@ def _wrong_types(path: Path) -> bytes:
 REPLACEMENTS: dict[str, Callable[[Loaded], bytes | None]] = {
     "deleted": lambda loaded: None,
     "junk": lambda loaded: b"not a parquet file at all",
-    "wrong-types": lambda loaded: _wrong_types(layout.lake_path(loaded.data, *JAN)),
-    "another-month": lambda loaded: layout.lake_path(loaded.data, *FEB).read_bytes(),
+    "wrong-types": lambda loaded: _wrong_types(layout.lake_path(loaded.data, Month(*JAN))),
+    "another-month": lambda loaded: layout.lake_path(loaded.data, Month(*FEB)).read_bytes(),
     "older-release": lambda loaded: loaded.jan_v1_parquet,
 }
 
@@ -198,26 +183,24 @@ REPLACEMENTS: dict[str, Callable[[Loaded], bytes | None]] = {
     ],
 )
 def test_lake_object_replaced_behind_our_back_before_the_load(
-    loaded: Loaded, sinks: Sinks, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, replacement: str
+    loaded: Loaded, sinks: Sinks, on_phase: Any, caplog: pytest.LogCaptureFixture, replacement: str
 ) -> None:
-    load = warehouse.Warehouse.load_month
     assert run([GCSObject(color="yellow", year=2021, month=1)]).ok  # v2 verified in the lake
 
-    def replace_then_load(self: warehouse.Warehouse, color: str, year: int, month: int, uri: str, *a: Any) -> int:
-        blob = sinks.bucket().blob(GCSObject(color=color, year=year, month=month).object_name())
+    def replace(month: Month, uri: str) -> None:
+        blob = sinks.bucket().blob(GCSObject.of(month).output().name)
         content = REPLACEMENTS[replacement](loaded)
         if content is None:
             blob.delete()
         else:
             blob.upload_from_string(content)
-        return load(self, color, year, month, uri, *a)
 
-    monkeypatch.setattr(warehouse.Warehouse, "load_month", replace_then_load)
+    on_phase("bigquery.loading", replace)
     with caplog.at_level(logging.ERROR, logger="luigi-interface"):
         result = run([bq(JAN)])
-    monkeypatch.setattr(warehouse.Warehouse, "load_month", load)
+    phases.clear()
     if result.ok:  # loaded: then it must be exactly the new release
-        assert sinks.bq_rows(*JAN) == row_counter(pq.read_table(layout.lake_path(loaded.data, *JAN)))
+        assert sinks.bq_rows(*JAN) == row_counter(pq.read_table(layout.lake_path(loaded.data, Month(*JAN))))
         loaded.sinks.assert_exact(loaded.data, *FEB, loaded.feb, sinks=("gcs", "bq"))
     else:
         [line] = error_messages(caplog.records)
@@ -226,63 +209,56 @@ def test_lake_object_replaced_behind_our_back_before_the_load(
     loaded.assert_rerun_exact()
 
 
-def test_swap_cancelled_for_a_concurrent_transaction_is_retried(
-    loaded: Loaded, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_swap_cancelled_for_a_concurrent_transaction_is_retried(loaded: Loaded, on_phase: Any) -> None:
     """Real BigQuery cancels one of two transactions that change one table at once (another month
     under --workers 2, or the shared _loads table); bqemulator serialises them instead, so the
     cancellation is raised here in BigQuery's words, before the transaction reaches the emulator."""
-    query, swaps = warehouse.Warehouse._query, []
+    swaps: list[str] = []
 
-    def cancel_twice(self: warehouse.Warehouse, sql: str) -> Any:
-        if "BEGIN TRANSACTION" in sql:
-            swaps.append(sql)
-            if len(swaps) <= 2:
-                raise gexc.BadRequest(
-                    "Query error: Transaction is aborted due to concurrent update against table "
-                    "tlc-local:tlc.yellow_tripdata. Transaction ID: 61e30eea-0000-2dab-8e60-94eb2c1b1a92"
-                )
-        return query(self, sql)
+    def cancel_twice(staging: str) -> None:
+        swaps.append(staging)
+        if len(swaps) <= 2:
+            raise gexc.BadRequest(
+                "Query error: Transaction is aborted due to concurrent update against table "
+                "tlc-local:tlc.yellow_tripdata. Transaction ID: 61e30eea-0000-2dab-8e60-94eb2c1b1a92"
+            )
 
-    monkeypatch.setattr(warehouse.Warehouse, "_query", cancel_twice)
+    on_phase("bigquery.swapping", cancel_twice)
     assert run([bq(JAN)]).ok
-    monkeypatch.setattr(warehouse.Warehouse, "_query", query)
+    phases.clear()
     assert len(swaps) == 3
     loaded.assert_rerun_exact()
 
 
 @pytest.mark.parametrize("damage", ["dropped", "replaced-by-wrong-columns"])
 def test_staging_table_damaged_mid_load_keeps_the_previous_month(
-    loaded: Loaded, sinks: Sinks, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, damage: str
+    loaded: Loaded, sinks: Sinks, on_phase: Any, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     """The transaction itself fails half-way (its DELETE may already have run): all or nothing."""
-    query = warehouse.Warehouse._query
+    ds = sinks.warehouse()
 
-    def damage_then_query(self: warehouse.Warehouse, sql: str) -> Any:
-        if "BEGIN TRANSACTION" in sql:
-            [staging] = re.findall(r"SELECT \* FROM `([^`]+_staging_[0-9a-f_]+)`", sql)
-            if damage == "dropped":
-                self.client.delete_table(staging)
-            else:
-                query(self, f"CREATE OR REPLACE TABLE `{staging}` AS SELECT 'x' AS vendor_id")
-        return query(self, sql)
+    def spoil(staging: str) -> None:
+        if damage == "dropped":
+            ds.client.delete_table(staging)
+        else:
+            ds.query(f"CREATE OR REPLACE TABLE `{staging}` AS SELECT 'x' AS vendor_id")
 
-    monkeypatch.setattr(warehouse.Warehouse, "_query", damage_then_query)
+    on_phase("bigquery.swapping", spoil)
     failing_run(caplog, bq(JAN), "BigQuery load of yellow 2021-01 from gs://")
-    monkeypatch.setattr(warehouse.Warehouse, "_query", query)
+    phases.clear()
     loaded.assert_previous_intact()
     loaded.assert_rerun_exact()
 
 
 @pytest.mark.parametrize("dropped", ["month-table", "load-markers", "dataset"])
 def test_warehouse_dropped_behind_our_back_is_noticed_and_restored(loaded: Loaded, sinks: Sinks, dropped: str) -> None:
-    wh = sinks.warehouse()
+    ds = sinks.warehouse()
     if dropped == "month-table":
-        wh.client.delete_table(wh.table_id("yellow"))
+        ds.client.delete_table(ds.table_id("yellow"))
     elif dropped == "load-markers":
-        wh.client.delete_table(f"{wh.dataset}.{warehouse.MARKERS}")
+        ds.client.delete_table(f"{ds.id}.{MARKERS}")
     else:
-        wh.client.delete_dataset(wh.dataset, delete_contents=True)
+        ds.client.delete_dataset(ds.id, delete_contents=True)
     assert not bq(FEB).complete()
-    assert not BigQueryTable.completed_among([bq(JAN), bq(FEB)])
+    assert BigQueryMonth.bulk_exists([bq(JAN).output(), bq(FEB).output()]) == [False, False]
     loaded.assert_rerun_exact()

@@ -27,13 +27,14 @@ from typing import Any
 import pytest
 
 from scripts.stack.base import free_port
-from tasks import BigQueryTable, ParquetFile, PostgresTable, layout
-from tasks.errors import InvalidInput
-from tasks.months import last_complete_month
+from tasks import BigQueryTable, ParquetFile, PostgresTable
 from tests.faults.conftest import Sinks
 from tests.faults.helpers import cli_env, files, luigi_args, one_clear_line, run_cli
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc import layout
+from tlc.errors import InvalidInput
+from tlc.month import Month, last_complete_month
 
 pytestmark = pytest.mark.faults
 
@@ -67,7 +68,7 @@ BAD_VALUES: dict[str, list[tuple[str, str]]] = {
 def _month_task_cases() -> dict[str, tuple[list[str], str]]:
     """Every (task, parameter) pair with a bad value, and every bad value on some task.
 
-    The six month tasks share one parameter implementation (tasks/params.py), so rotating the
+    The six month tasks share one parameter implementation (tasks/params.py and tlc/month.py), so rotating the
     values across the tasks proves each value and each task without running 6 x 15 processes.
     """
     cases: dict[str, tuple[list[str], str]] = {}
@@ -418,7 +419,7 @@ def test_secrets_never_reach_output_files_task_ids_or_luigid(
     assert first.returncode == 30 and second.returncode in (30, 35), (first.stderr + second.stderr)[-3000:]
     assert 'password authentication failed for user "tlc"' in first.stderr  # the secret was really used
     basic = "Basic " + base64.b64encode(f"reader:{url_secret}".encode()).decode()
-    assert basic in source.authorizations and layout.raw_path(pipeline_env, "yellow", 2021, 2).exists()  # used
+    assert basic in source.authorizations and layout.raw_path(pipeline_env, Month("yellow", 2021, 2)).exists()  # used
 
     listed = _luigid_api(scheduler, "task_list", status="", upstream_status="", search=None, limit=False)
     task_ids = list(json.loads(listed)["response"])
@@ -442,4 +443,4 @@ def test_secrets_never_reach_output_files_task_ids_or_luigid(
     for where, text in haystacks.items():
         for secret in (pg_secret, url_secret):
             assert secret not in text, f"a secret leaked into the {where}"
-    assert layout.raw_path(pipeline_env, "yellow", 2021, 1).exists()
+    assert layout.raw_path(pipeline_env, Month("yellow", 2021, 1)).exists()

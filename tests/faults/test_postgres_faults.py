@@ -21,11 +21,15 @@ from typing import Any
 import psycopg2
 import pytest
 
-from tasks import PostgresTable, pgload, refresh
+from tasks import (
+    PostgresTable,
+)
 from tests.faults.conftest import Sinks
 from tests.faults.helpers import error_messages, poll
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc import phases, refresh
+from tlc.postgres.target import PostgresMonth
 
 pytestmark = pytest.mark.faults
 
@@ -82,7 +86,7 @@ def failing_load(caplog: pytest.LogCaptureFixture, *needles: str) -> str:
 def test_server_stopped_mid_copy(
     loaded: Loaded,
     sinks: Sinks,
-    monkeypatch: pytest.MonkeyPatch,
+    on_phase: Any,
     caplog: pytest.LogCaptureFixture,
     mode: signal.Signals,
 ) -> None:
@@ -90,20 +94,17 @@ def test_server_stopped_mid_copy(
     # commits of the last few hundred ms (February's load, just made), which is the stack's trade,
     # not the pipeline's. A checkpoint first, so what this test sees is the pipeline's doing.
     as_admin(sinks, "CHECKPOINT")
-    load, stopped = pgload.load_month, []
+    stopped: list[int] = []
 
-    def load_and_stop_half_way(*args: Any, progress: Any = None, **kwargs: Any) -> int:
-        def at_half(fraction: float, message: str) -> None:
-            if 0.5 <= fraction < 1 and not stopped:  # half the month is on the wire
-                stopped.append(sinks.pg("SELECT count(*) FROM pg_stat_progress_copy")[0][0])
-                sinks.stop("postgres", mode)
+    def at_half(rows: int, expected: int) -> None:
+        if 0.5 <= rows / expected < 1 and not stopped:  # half the month is on the wire
+            stopped.append(sinks.pg("SELECT count(*) FROM pg_stat_progress_copy")[0][0])
+            sinks.stop("postgres", mode)
 
-        return load(*args, progress=at_half, **kwargs)
-
-    monkeypatch.setattr(pgload, "load_month", load_and_stop_half_way)
+    on_phase("postgres.copying", at_half)
     failing_load(caplog, "PostgreSQL load of yellow 2021-01", "(connection lost")
     assert stopped == [1]  # our COPY was running when the server went away
-    monkeypatch.setattr(pgload, "load_month", load)
+    phases.clear()
     sinks.refresh()  # started again (after crash recovery for SIGQUIT)
     loaded.assert_previous_intact()
     loaded.assert_rerun_exact()
@@ -212,5 +213,5 @@ def test_table_dropped_behind_our_back_is_noticed_and_restored(loaded: Loaded, s
     statement, lost = DROPS[drop]
     sinks.pg(statement.format(s=sinks.schema))
     assert {m for m in (JAN, FEB) if not pgt(m).complete()} == set(lost)
-    assert PostgresTable.completed_among([pgt(JAN), pgt(FEB)]) == {pgt(m).task_id for m in (JAN, FEB) if m not in lost}
+    assert PostgresMonth.bulk_exists([pgt(JAN).output(), pgt(FEB).output()]) == [m not in lost for m in (JAN, FEB)]
     loaded.assert_rerun_exact()

@@ -19,7 +19,13 @@ from typing import Any
 
 import pytest
 
-from tasks import BigQueryTable, DownloadCSV, GCSObject, ParquetFile, PostgresTable, layout, ledger, warehouse
+from tasks import (
+    BigQueryTable,
+    DownloadCSV,
+    GCSObject,
+    ParquetFile,
+    PostgresTable,
+)
 from tests.faults.conftest import Sinks
 from tests.faults.helpers import (
     assert_lake_exact,
@@ -36,6 +42,8 @@ from tests.faults.helpers import (
 )
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc import layout, ledger, phases
+from tlc.month import Month
 
 pytestmark = pytest.mark.faults
 
@@ -91,7 +99,7 @@ def test_sigkill_mid_stage_then_a_plain_rerun_is_exact(
     task = STAGE_TASKS[stage](color="yellow", year=2021, month=1)
     if stage in ("download", "parquet"):  # the killed writer's temporary is there, and means nothing
         [stale] = temporaries(pipeline_env)
-        final = (layout.raw_path if stage == "download" else layout.lake_path)(pipeline_env, *JAN)
+        final = (layout.raw_path if stage == "download" else layout.lake_path)(pipeline_env, Month(*JAN))
         assert stale.name.startswith(f".{final.name}.tmp-") and not final.exists()
     if stage == "bigquery":
         assert [t for t in sinks.bq_tables() if "_staging_" in t], "the kill should land after the staging load"
@@ -117,7 +125,7 @@ def test_manifest_names_every_stage_after_a_kill_between_commit_and_ledger(
     cmd = kill_in_stage("postgres-committed", pipeline_env, source, cfg, tmp_path)
     assert run_cli(cmd, cli_env(cfg, tmp_path)).returncode == 0
     sinks.assert_exact(pipeline_env, *JAN, src)
-    stages = ledger.read(pipeline_env, *JAN)["stages"]
+    stages = ledger.read(pipeline_env, Month(*JAN))["stages"]
     assert set(stages) == {"source", "parquet", "gcs", "bigquery", "postgres"}, sorted(stages)
 
 
@@ -127,7 +135,7 @@ def test_stale_temporaries_are_removed_by_the_next_writer_and_never_count_as_don
     src = publish(*JAN, seed=1)
     dead = subprocess.Popen(["true"])
     dead.wait()  # a writer that no longer runs
-    raw, lake = layout.raw_path(pipeline_env, *JAN), layout.lake_path(pipeline_env, *JAN)
+    raw, lake = layout.raw_path(pipeline_env, Month(*JAN)), layout.lake_path(pipeline_env, Month(*JAN))
     lake.parent.mkdir(parents=True)
     raw.parent.mkdir(parents=True)
     # What a killed run leaves: whole, valid content, under temporary names of a dead writer.
@@ -215,28 +223,21 @@ def test_two_concurrent_cli_runs_on_the_same_months_leave_each_sink_exact(
 
 
 def test_two_runs_uploading_the_same_month_at_once_both_succeed(
-    pipeline_env: Path, source: SourceServer, sinks: Sinks, publish: Callable[..., Path], monkeypatch
+    pipeline_env: Path, source: SourceServer, sinks: Sinks, publish: Callable[..., Path], on_phase: Any
 ) -> None:
     """Forces the interleaving the concurrent CLI test meets by chance: both looked, neither found it."""
-    from google.cloud import storage
 
     src = publish(*JAN, seed=1)
     assert run([ParquetFile(color="yellow", year=2021, month=1)]).ok
-    both_looked, upload = threading.Barrier(2, timeout=30), storage.Blob.upload_from_filename
-
-    def upload_together(self: storage.Blob, *args: Any, **kwargs: Any) -> Any:
-        if self.name.endswith(".parquet"):
-            both_looked.wait()
-        return upload(self, *args, **kwargs)
-
-    monkeypatch.setattr(storage.Blob, "upload_from_filename", upload_together)
+    both_looked = threading.Barrier(2, timeout=30)
+    on_phase("gcs.uploading", lambda name: both_looked.wait())
     errors = run_side_by_side(lambda: quiet(GCSObject(color="yellow", year=2021, month=1)).run())
     sinks.assert_exact(pipeline_env, *JAN, src, sinks=("gcs",))  # the data is right either way
     assert errors == [], errors
 
 
 def test_two_runs_loading_the_same_month_at_once_both_succeed(
-    pipeline_env: Path, source: SourceServer, sinks: Sinks, publish: Callable[..., Path], monkeypatch
+    pipeline_env: Path, source: SourceServer, sinks: Sinks, publish: Callable[..., Path], on_phase: Any
 ) -> None:
     """First load: load, count, [wait for the second to count], swap, drop staging, [tell the second].
     Second load: load, count, [wait for the first to drop], swap: the interleaving two schedulers can take."""
@@ -244,31 +245,24 @@ def test_two_runs_loading_the_same_month_at_once_both_succeed(
     assert run([GCSObject(color="yellow", year=2021, month=1)]).ok
     counted, dropped = threading.Event(), threading.Event()
     first: list[str] = []
-    query, delete = warehouse.Warehouse._query, warehouse.bigquery.Client.delete_table
 
-    def interleaved_query(self: warehouse.Warehouse, sql: str) -> Any:
+    def interleaved_swap(staging: str) -> None:  # each load reaches its swap once it has counted
         me = threading.current_thread().name
-        if "BEGIN TRANSACTION" in sql:
-            if not first:
-                first.append(me)
-                assert counted.wait(30)
-            else:
-                assert dropped.wait(30)
-        result = query(self, sql)
-        if "AS strays" in sql and first and me != first[0]:
+        if not first:
+            first.append(me)
+            assert counted.wait(30)
+        else:
             counted.set()
-        return result
+            assert dropped.wait(30)
 
-    def delete_then_tell(self: Any, table: Any, *args: Any, **kwargs: Any) -> Any:
-        result = delete(self, table, *args, **kwargs)
-        if "_staging_" in str(table) and first and threading.current_thread().name == first[0]:
+    def first_done(month: Any) -> None:  # committed, and its staging table dropped
+        if first and threading.current_thread().name == first[0]:
             dropped.set()
-        return result
 
-    monkeypatch.setattr(warehouse.Warehouse, "_query", interleaved_query)
-    monkeypatch.setattr(warehouse.bigquery.Client, "delete_table", delete_then_tell)
+    on_phase("bigquery.swapping", interleaved_swap)
+    on_phase("bigquery.committed", first_done)
     errors = run_side_by_side(lambda: quiet(BigQueryTable(color="yellow", year=2021, month=1)).run())
-    monkeypatch.setattr(warehouse.Warehouse, "_query", query)
+    phases.clear()
     assert sinks.bq_counts("yellow") == {"2021-01": 2000}  # never doubled
     assert errors == [], errors
     sinks.assert_exact(pipeline_env, *JAN, src, sinks=("gcs", "bq"))

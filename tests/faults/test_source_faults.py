@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tasks import DownloadCSV, ParquetFile, layout
-from tasks.atomic import read_json
+from tasks import DownloadCSV, ParquetFile
 from tests.faults.helpers import assert_lake_exact, error_messages, files, temporaries
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
+from tlc import layout
+from tlc.atomic import read_json
+from tlc.month import Month
 
 pytestmark = pytest.mark.faults
 
@@ -79,7 +81,7 @@ def test_transient_fault_heals_within_the_run(
     result = run([parquet_task()])
     assert result.ok and len(result.ran) == 2
     assert_lake_exact(pipeline_env, *MONTH, month)
-    record = read_json(layout.raw_meta_path(layout.raw_path(pipeline_env, *MONTH)))
+    record = read_json(layout.raw_meta_path(layout.raw_path(pipeline_env, Month(*MONTH))))
     assert record["attempts"] == len(plan)  # every failed attempt was retried, none more
     assert source.requests == [PATH] * len(plan)
 
@@ -147,6 +149,6 @@ def test_source_url_with_credentials_downloads_or_is_refused_clearly(
     result = run([parquet_task()])
     assert result.ok, "the loopback source accepts any credentials: the download should work"
     assert_lake_exact(pipeline_env, *MONTH, month)
-    assert gzip.decompress(layout.raw_path(pipeline_env, *MONTH).read_bytes())
+    assert gzip.decompress(layout.raw_path(pipeline_env, Month(*MONTH)).read_bytes())
     assert source.authorizations == ["Basic " + base64.b64encode(b"reader:s3cretURLpw").decode()]
-    assert "s3cretURLpw" not in layout.raw_meta_path(layout.raw_path(pipeline_env, *MONTH)).read_text()
+    assert "s3cretURLpw" not in layout.raw_meta_path(layout.raw_path(pipeline_env, Month(*MONTH))).read_text()

@@ -9,8 +9,12 @@ offending value named.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from tasks.errors import InvalidInput
+from tlc.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from tlc.month import Month
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")  # optional legacy "domain:"
@@ -30,9 +34,11 @@ def gcp_project(value: str) -> str:
     return value
 
 
-def table_name(color: str, year: int | None = None, month: int | None = None, suffix: str = "") -> str:
-    """``{color}_tripdata``, or a month's own table: ``{color}_tripdata_2021_01{suffix}``."""
-    name = f"{color}_tripdata"
-    if year is not None and month is not None:
-        name += f"_{year}_{month:02d}"
-    return identifier(name + suffix, "table name")
+def table_name(color: str, suffix: str = "") -> str:
+    """``{color}_tripdata``: a color's table in every warehouse."""
+    return identifier(f"{color}_tripdata{suffix}", "table name")
+
+
+def month_table_name(month: Month, suffix: str = "") -> str:
+    """A month's own table (a Postgres partition, a staging table): ``{color}_tripdata_2021_01{suffix}``."""
+    return table_name(month.color, f"_{month.year}_{month.month:02d}{suffix}")

@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tasks import layout
-from tasks.atomic import read_json, write_json
-from tasks.schema import SCHEMA_VERSION
+from tlc import layout
+from tlc.atomic import read_json, write_json
+from tlc.month import Month
+from tlc.schema import SCHEMA_VERSION
 
 STAGES = ("source", "parquet", "gcs", "bigquery", "postgres")
 # Which stage each stage was made from, and the key under which it records that input's sha256.
@@ -30,11 +31,6 @@ _MADE_FROM = {
     "postgres": "parquet_sha256",
 }
 _INPUT = {"parquet": "source", "gcs": "parquet", "bigquery": "parquet", "postgres": "parquet"}
-
-
-def manifest_path(root: Path, color: str, year: int, month: int) -> Path:
-    parquet = layout.lake_path(root, color, year, month)
-    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".manifest.json")
 
 
 @contextmanager
@@ -48,25 +44,25 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def read(root: Path, color: str, year: int, month: int) -> dict[str, Any]:
-    return read_json(manifest_path(root, color, year, month)) or {}
+def read(root: Path, month: Month) -> dict[str, Any]:
+    return read_json(layout.manifest_path(root, month)) or {}
 
 
-def unrecorded(root: Path, color: str, year: int, month: int, stages: tuple[str, ...] = STAGES) -> list[str]:
+def unrecorded(root: Path, month: Month, stages: tuple[str, ...] = STAGES) -> list[str]:
     """Stages of ``stages`` the manifest lacks or marks stale: a kill between a sink's commit
     and its ``record`` leaves one, and IngestMonth records it again from the sink's state."""
-    recorded = read(root, color, year, month).get("stages", {})
+    recorded = read(root, month).get("stages", {})
     return [s for s in stages if s not in recorded or recorded[s].get("stale")]
 
 
-def record(root: Path, color: str, year: int, month: int, stage: str, facts: dict[str, Any]) -> dict[str, Any]:
+def record(root: Path, month: Month, stage: str, facts: dict[str, Any]) -> dict[str, Any]:
     """Set ``stage``'s entry; a new source or Parquet invalidates what later stages recorded."""
     if stage not in STAGES:
         raise ValueError(f"unknown ledger stage {stage!r}")
-    path = manifest_path(root, color, year, month)
+    path = layout.manifest_path(root, month)
     with _locked(path):
         manifest = read_json(path) or {}
-        manifest.update(color=color, month=f"{year}-{month:02d}", schema_version=SCHEMA_VERSION)
+        manifest.update(color=month.color, month=month.key, schema_version=SCHEMA_VERSION)
         stages = manifest.setdefault("stages", {})
         stages[stage] = {**facts, "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         for later, entry in stages.items():

@@ -4,17 +4,22 @@ Precedence, everywhere: environment variable > ``luigi.cfg`` > the default here.
 endpoints and paths have environment names (``TLC_SOURCE_URL``, ``TLC_DATA_DIR``, ...), so
 the local stack's env file can point the same configuration at the emulators; secrets are
 never read from ``luigi.cfg`` at all.
+
+The classes are luigi ``Config`` objects (luigi parses and documents them) named for what
+they configure; each keeps the short section name users already have in ``luigi.cfg``.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import luigi
 
-from tasks.identifiers import gcp_project
-from tasks.rules import Rules
+from tlc.identifiers import gcp_project, identifier
+from tlc.rules import Rules
 
 DATATALKS_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 
@@ -24,16 +29,35 @@ def env_or(name: str, configured: str) -> str:
     return os.environ.get(name) or configured
 
 
-class paths(luigi.Config):  # noqa: N801 - luigi names the cfg section after the class
-    task_namespace = "tlc"
+class ConfigSection(luigi.Config):
+    """A ``[tlc.<section>]`` block of luigi.cfg, whatever the Python class is called."""
+
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def get_task_family(cls) -> str:
+        return f"tlc.{cls.section}" if cls.section else super().get_task_family()
+
+
+class PathsConfig(ConfigSection):
+    section = "paths"
     data_dir = luigi.Parameter(default="data", description="root of raw/ and lake/ (env TLC_DATA_DIR)")
 
     def root(self) -> Path:
         return Path(env_or("TLC_DATA_DIR", self.data_dir))
 
 
-class source(luigi.Config):  # noqa: N801
-    task_namespace = "tlc"
+@dataclass(frozen=True)
+class Retry:
+    """How hard to try the source: per-read timeout, attempts, first backoff (doubled each time)."""
+
+    timeout: float = 60.0
+    attempts: int = 4
+    backoff: float = 1.0
+
+
+class SourceConfig(ConfigSection):
+    section = "source"
     url = luigi.Parameter(default=DATATALKS_URL, description="base URL of the releases (env TLC_SOURCE_URL)")
     timeout_seconds = luigi.FloatParameter(default=60.0, description="per connect/read; a stall longer fails")
     attempts = luigi.IntParameter(default=4, description="tries per download, transient failures only")
@@ -42,9 +66,12 @@ class source(luigi.Config):  # noqa: N801
     def base_url(self) -> str:
         return env_or("TLC_SOURCE_URL", self.url)
 
+    def retry(self) -> Retry:
+        return Retry(timeout=self.timeout_seconds, attempts=self.attempts, backoff=self.backoff_seconds)
 
-class cleaning(luigi.Config):  # noqa: N801
-    task_namespace = "tlc"
+
+class CleaningConfig(ConfigSection):
+    section = "cleaning"
     drop_zero_passengers = luigi.BoolParameter(default=False)
     drop_missing_vendor = luigi.BoolParameter(default=False)
     drop_out_of_month = luigi.BoolParameter(default=False)
@@ -59,19 +86,23 @@ class cleaning(luigi.Config):  # noqa: N801
         )
 
 
-class postgres(luigi.Config):  # noqa: N801
+class PostgresConfig(ConfigSection):
     """Connection settings; libpq's own variables (PGHOST, PGPORT, ...) override them.
 
     The password is deliberately not a setting: libpq reads PGPASSWORD or ~/.pgpass itself.
     """
 
-    task_namespace = "tlc"
+    section = "postgres"
     host = luigi.Parameter(default="localhost")
     port = luigi.IntParameter(default=5432)
     user = luigi.Parameter(default="tlc")
     database = luigi.Parameter(default="tlc")
     schema = luigi.Parameter(default="tlc", description="schema holding one table per color")
     connect_timeout_seconds = luigi.IntParameter(default=10)
+
+    def schema_name(self) -> str:
+        """Validated here, before any connection or SQL: a bad name never reaches the server."""
+        return identifier(self.schema, "postgres schema")
 
     def dsn_parts(self) -> dict[str, str | int]:
         return {
@@ -83,10 +114,10 @@ class postgres(luigi.Config):  # noqa: N801
         }
 
 
-class gcs(luigi.Config):  # noqa: N801
+class GcsConfig(ConfigSection):
     """The lake bucket. STORAGE_EMULATOR_HOST (read by google-cloud-storage) selects an emulator."""
 
-    task_namespace = "tlc"
+    section = "gcs"
     project = luigi.Parameter(default="tlc-local", description="GCP project (env TLC_GCP_PROJECT)")
     bucket = luigi.Parameter(default="tlc-lake", description="bucket name (env TLC_GCS_BUCKET)")
     prefix = luigi.Parameter(default="lake", description="object prefix of the lake layout")
@@ -100,10 +131,10 @@ class gcs(luigi.Config):  # noqa: N801
         return env_or("TLC_GCS_BUCKET", self.bucket)
 
 
-class bigquery(luigi.Config):  # noqa: N801
+class BigQueryConfig(ConfigSection):
     """The warehouse. TLC_BIGQUERY_ENDPOINT selects an emulator; unset means real BigQuery."""
 
-    task_namespace = "tlc"
+    section = "bigquery"
     project = luigi.Parameter(default="", description="project of the dataset (env TLC_BIGQUERY_PROJECT)")
     dataset = luigi.Parameter(default="tlc", description="dataset holding one table per color")
     location = luigi.Parameter(default="US")
@@ -112,14 +143,16 @@ class bigquery(luigi.Config):  # noqa: N801
     job_timeout_seconds = luigi.FloatParameter(default=600.0, description="longest a load or query may take")
 
     def project_id(self) -> str:
-        """Validated by ``Warehouse``, where it is spelled into SQL (`project.dataset.table`)."""
-        return env_or("TLC_BIGQUERY_PROJECT", self.project) or gcs().project_id()
+        return gcp_project(env_or("TLC_BIGQUERY_PROJECT", self.project) or GcsConfig().project_id())
+
+    def dataset_name(self) -> str:
+        return identifier(self.dataset, "dataset")
 
     def api_endpoint(self) -> str:
         return env_or("TLC_BIGQUERY_ENDPOINT", self.endpoint)
 
 
-class schedule(luigi.Config):  # noqa: N801
-    task_namespace = "tlc"
+class ScheduleConfig(ConfigSection):
+    section = "schedule"
     window_months = luigi.IntParameter(default=3, description="how many months back the catch-up looks")
     colors = luigi.Parameter(default="yellow,green,fhv", description="colors the catch-up ingests")

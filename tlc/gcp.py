@@ -21,18 +21,11 @@ from google.cloud import bigquery, storage
 from google.cloud.storage import retry as _storage_retry  # noqa: F401 - makes storage.retry importable
 from requests import exceptions as rexc
 
-from tasks.errors import SinkError
-from tasks.settings import gcs
+from tlc.errors import SinkError
 
 
 def storage_client(project: str) -> storage.Client:
     return _storage_client(project, os.environ.get("STORAGE_EMULATOR_HOST") or "", os.getpid())
-
-
-def lake_bucket() -> storage.Bucket:
-    """The ``[tlc.gcs]`` bucket's handle (no request is made)."""
-    cfg = gcs()
-    return storage_client(cfg.project_id()).bucket(cfg.bucket_name())
 
 
 @functools.lru_cache(maxsize=8)

@@ -16,8 +16,9 @@ from pathlib import Path
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from tasks.errors import SinkError
-from tasks.gcp import sink_errors, storage_retry
+from tlc import phases
+from tlc.errors import SinkError
+from tlc.gcp import sink_errors, storage_retry
 
 
 def md5_b64(md5_hex: str) -> str:
@@ -68,6 +69,7 @@ def upload(
         blob.metadata = metadata
         blob.content_type = "application/vnd.apache.parquet"
         # PreconditionFailed: another writer created it first; fine if its bytes are ours (checked below).
+        phases.reached("gcs.uploading", name=name)
         with contextlib.suppress(gexc.PreconditionFailed):
             # checksum="md5": the client compares GCS's digest of the received bytes with its own.
             blob.upload_from_filename(str(path), if_generation_match=0, checksum="md5", retry=retry)

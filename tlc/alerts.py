@@ -41,8 +41,8 @@ import luigi.configuration
 import luigi.notifications
 from luigi.configuration.cfg_parser import LuigiConfigParser
 
-from tasks.errors import PipelineError
-from tasks.settings import env_or
+from tlc.config import ConfigSection, env_or
+from tlc.errors import PipelineError
 
 logger = logging.getLogger("luigi-interface")
 
@@ -62,10 +62,10 @@ _SECRET_PAIR = re.compile(
 )
 
 
-class alerts(luigi.Config):  # noqa: N801 - luigi names the cfg section after the class
+class AlertsConfig(ConfigSection):
     """``[tlc.alerts]``: where failure alerts go. The webhook URL is best kept in the environment."""
 
-    task_namespace = "tlc"
+    section = "alerts"
     # significant=False keeps the URL (a secret) out of this object's repr and id.
     webhook_url = luigi.Parameter(
         default="", significant=False, description="Slack-compatible webhook; empty = off (env TLC_ALERT_WEBHOOK_URL)"
@@ -84,7 +84,7 @@ def _secret_values() -> list[str]:
     """Every value that must never leave the process, longest first so a URL beats its parts."""
     values = [os.environ.get(name, "") for name in SECRET_ENV]
     try:
-        values.append(alerts().webhook_url)
+        values.append(AlertsConfig().webhook_url)
     except Exception:  # noqa: BLE001 - a broken [tlc.alerts] must not stop the scrubbing of the rest
         logger.warning("alerts: [tlc.alerts] could not be read")
     found: set[str] = set()
@@ -155,13 +155,13 @@ def _attempt(url: str, body: bytes, timeout: float) -> bool | None:
         return False
 
 
-def post_webhook(text: str, settings: alerts | None = None) -> bool:
+def post_webhook(text: str, settings: AlertsConfig | None = None) -> bool:
     """POST ``{"text": text}`` with two retries; never raises, so a task's outcome is its own.
 
     Worst case it holds the worker for 3 x timeout plus the backoffs.
     """
     try:
-        settings = settings or alerts()
+        settings = settings or AlertsConfig()
         url = settings.url()
         if not url:
             return False
@@ -186,7 +186,7 @@ def post_webhook(text: str, settings: alerts | None = None) -> bool:
 def on_failure(task: luigi.Task, error: BaseException | str) -> None:
     """luigi event handler for FAILURE, BROKEN_TASK, PROCESS_FAILURE and TIMEOUT."""
     try:
-        settings = alerts()
+        settings = AlertsConfig()
         if settings.url():
             post_webhook(failure_text(task, error), settings)
     except Exception as exc:  # noqa: BLE001 - luigi would log it with a traceback; keep it one line
@@ -204,7 +204,7 @@ def on_success(task: luigi.Task) -> None:
     if summary is None:
         return
     try:
-        settings = alerts()
+        settings = AlertsConfig()
         if settings.summary and settings.url():
             post_webhook(scrub(f"tlc-luigi: {summary()} on {socket.gethostname()}"), settings)
     except Exception as exc:  # noqa: BLE001 - luigi would log it with a traceback; keep it one line

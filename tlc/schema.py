@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from tasks.errors import SchemaMismatch
-from tasks.months import validate_color
+from tlc.errors import SchemaMismatch
+from tlc.month import validate_color
 
 SCHEMA_VERSION = 1
 

@@ -1,9 +1,10 @@
-"""Streaming download of one source month, verified before it is allowed to exist.
+"""HTTP for the sources: streaming downloads verified before they may exist, HEAD probes, retries.
 
-The body is hashed and run through a gzip decoder while it streams to a temporary file, so
-a truncated transfer, a corrupt archive or an HTML error page served with status 200 is
-caught without a second pass, and the file is renamed into place only when the whole gzip
-stream checked out. Transient failures are retried with exponential backoff; a 404 is not.
+The body is hashed and fed to the source kind's verifier while it streams to a temporary
+file, so a truncated transfer, a corrupt archive or an HTML error page served with status
+200 is caught without a second pass, and the file is renamed into place only when the
+verifier accepted the whole body. Transient failures are retried with exponential backoff;
+a 404 is not.
 """
 
 from __future__ import annotations
@@ -19,29 +20,27 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from isal import isal_zlib
-
-from tasks.atomic import atomic_path
-from tasks.errors import CorruptSource, InvalidInput, SourceError, SourceNotFound, TransientSourceError
+from tlc.atomic import atomic_path
+from tlc.config import Retry
+from tlc.errors import CorruptSource, InvalidInput, SourceError, SourceNotFound, TransientSourceError
 
 CHUNK = 1 << 20
+DEFAULT_RETRY = Retry()
 T = TypeVar("T")
 Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
 
 
-def month_file_name(color: str, year: int, month: int) -> str:
-    return f"{color}_tripdata_{year}-{month:02d}.csv.gz"
+class Verifier(Protocol):
+    """Proves, while the bytes stream, that the body is a whole file of the source's format."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
 
 
-def source_url(base_url: str, color: str, year: int, month: int) -> str:
-    """The release URL layout: ``{base}/{color}/{color}_tripdata_{YYYY}-{MM}.csv.gz``."""
-    _check_base_url(base_url)
-    return f"{base_url.rstrip('/')}/{color}/{month_file_name(color, year, month)}"
-
-
-def _check_base_url(url: str) -> None:
+def check_base_url(url: str) -> None:
     """Refuse a URL that is not http(s) or whose host cannot be read, without echoing it: it may hold a password.
 
     An unencoded ``/``, ``?`` or ``#`` in ``user:password@`` moves the password into the host,
@@ -90,34 +89,6 @@ class DownloadRecord:
     attempts: int
 
 
-class _GzipVerifier:
-    """Decodes a gzip stream incrementally only to prove it is whole; output is discarded."""
-
-    def __init__(self) -> None:
-        self._d = isal_zlib.decompressobj(isal_zlib.MAX_WBITS | 16)
-        self._inside_member = False
-        self.members = 0
-        self.uncompressed = 0
-
-    def feed(self, data: bytes) -> None:
-        while data:
-            self._inside_member = True
-            try:
-                self.uncompressed += len(self._d.decompress(data))
-            except isal_zlib.error as exc:
-                raise CorruptSource(f"not a valid gzip stream ({exc})") from None
-            if not self._d.eof:
-                return
-            self.members += 1  # a multi-member gzip: the rest starts the next member
-            self._inside_member = False
-            data = self._d.unused_data
-            self._d = isal_zlib.decompressobj(isal_zlib.MAX_WBITS | 16)
-
-    def finish(self) -> None:
-        if self.members == 0 or self._inside_member:
-            raise CorruptSource("gzip stream is truncated (ends before its last block)")
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
@@ -146,7 +117,7 @@ def _request(url: str, method: str) -> urllib.request.Request:
 def _open(url: str, timeout: float, method: str = "GET") -> http.client.HTTPResponse:
     request = _request(url, method)
     try:
-        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked in download()
+        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked in check_base_url()
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code in (404, 410):
@@ -158,12 +129,11 @@ def _open(url: str, timeout: float, method: str = "GET") -> http.client.HTTPResp
         raise TransientSourceError(_describe(exc)) from None
 
 
-def _fetch_once(url: str, dest: Path, timeout: float, progress: Progress | None) -> DownloadRecord:
+def _fetch_once(url: str, dest: Path, timeout: float, verifier: Verifier, progress: Progress | None) -> DownloadRecord:
     with _open(url, timeout) as resp, atomic_path(dest) as tmp:
         expected = resp.headers.get("Content-Length")
         total = int(expected) if expected and expected.isdigit() else None
         digest = hashlib.sha256()
-        verifier = _GzipVerifier()
         size = 0
         with open(tmp, "wb") as out:
             while True:
@@ -214,40 +184,44 @@ def _retrying(
 def download(
     url: str,
     dest: Path,
+    verifier: Callable[[], Verifier],
     *,
-    timeout: float = 60.0,
-    attempts: int = 4,
-    backoff: float = 1.0,
+    retry: Retry = DEFAULT_RETRY,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
 ) -> DownloadRecord:
-    """Fetch ``url`` into ``dest`` atomically; retry only what a retry can fix."""
-    _check_base_url(url)
+    """Fetch ``url`` into ``dest`` atomically; retry only what a retry can fix.
+
+    ``verifier`` makes a fresh verifier for each attempt: a retried transfer starts over.
+    """
+    check_base_url(url)
     try:
-        record, used = _retrying(lambda: _fetch_once(url, dest, timeout, progress), url, attempts, backoff, log)
+        record, used = _retrying(
+            lambda: _fetch_once(url, dest, retry.timeout, verifier(), progress), url, retry.attempts, retry.backoff, log
+        )
     except CorruptSource as exc:
         raise CorruptSource(f"{exc}: {redact_url(url)}") from None
     record.attempts = used
     return record
 
 
-def head(url: str, *, timeout: float = 60.0, attempts: int = 4, backoff: float = 1.0) -> dict[str, str]:
+def head(url: str, retry: Retry = DEFAULT_RETRY) -> dict[str, str]:
     """The month's response headers (ETag, Last-Modified, Content-Length), with retries."""
-    _check_base_url(url)
+    check_base_url(url)
 
     def once() -> dict[str, str]:
-        with _open(url, timeout, method="HEAD") as resp:
+        with _open(url, retry.timeout, method="HEAD") as resp:
             return dict(resp.headers)
 
-    return _retrying(once, url, attempts, backoff, None)[0]
+    return _retrying(once, url, retry.attempts, retry.backoff, None)[0]
 
 
 VALIDATORS = ("etag", "last_modified", "size")
 
 
-def remote_validators(url: str, *, timeout: float = 60.0, attempts: int = 4, backoff: float = 1.0) -> dict:
+def remote_validators(url: str, retry: Retry = DEFAULT_RETRY) -> dict:
     """What the source says of the file now (a HEAD): ETag, Last-Modified and size."""
-    headers = head(url, timeout=timeout, attempts=attempts, backoff=backoff)
+    headers = head(url, retry)
     length = headers.get("Content-Length")
     return {
         "etag": headers.get("ETag"),
@@ -266,10 +240,10 @@ def unchanged(recorded: dict, remote: dict) -> bool:
     return any(remote.get(k) is not None for k in VALIDATORS) and not changed(recorded, remote)
 
 
-def is_published(url: str, *, timeout: float = 60.0, attempts: int = 4, backoff: float = 1.0) -> bool:
+def is_published(url: str, retry: Retry = DEFAULT_RETRY) -> bool:
     """False on 404/410, True on 200; anything else is an error, not a 'no'."""
     try:
-        head(url, timeout=timeout, attempts=attempts, backoff=backoff)
+        head(url, retry)
     except SourceNotFound:
         return False
     return True

@@ -1,19 +1,31 @@
-"""One-line errors on the luigi CLI for the failures we raise on purpose.
+"""The one place where the pipeline changes the luigi process: ``install()``, called by ``tasks``.
 
-luigi logs every exception with its traceback. For a ``PipelineError`` (a bad month, a
-404, a changed header) the traceback only hides the one line the user needs, so this
-filter on luigi's logger drops it. Unexpected exceptions keep their traceback.
+``luigi --module tasks`` imports the ``tasks`` package, which calls ``install()`` as its last
+step; nothing else in ``tasks`` or ``tlc`` changes process-wide state when imported, so a
+script or test can use any module of ``tlc`` without getting any of this. It does three
+things, all for the CLI run:
+
+* one-line errors: luigi logs every exception with its traceback. For a ``PipelineError`` (a
+  bad month, a 404, a changed header) the traceback only hides the one line the user needs,
+  so a filter on luigi's logger drops it. Unexpected exceptions keep their traceback;
+* failure alerts: luigi's e-mail made safe and the webhook (``tlc.alerts``);
+* Arrow's jemalloc pool as the process default: it returns the conversion's and the COPY's
+  buffers to the system sooner than mimalloc (peak RSS 293 MB instead of 350 MB on a yellow
+  month, ~40 MB less for the Postgres load, at the same speed). It must be the default pool:
+  the compute kernels and table building allocate from it.
 """
 
 from __future__ import annotations
 
 import logging
 
+import pyarrow as pa
 from luigi.parameter import ParameterException
 
-from tasks.errors import InvalidInput, PipelineError
+from tlc import alerts
+from tlc.errors import InvalidInput, PipelineError
 
-_OUR_ERRORS = "tasks.errors."
+_OUR_ERRORS = "tlc.errors."
 
 
 class OneLineErrors(logging.Filter):
@@ -44,6 +56,9 @@ def _shorten_formatted_traceback(record: logging.LogRecord) -> None:
 
 
 def install() -> None:
+    """Idempotent: importing ``tasks`` twice (or a test calling it again) changes nothing more."""
     logger = logging.getLogger("luigi-interface")
     if not any(isinstance(f, OneLineErrors) for f in logger.filters):
         logger.addFilter(OneLineErrors())
+    alerts.install()
+    pa.set_memory_pool(pa.jemalloc_memory_pool())

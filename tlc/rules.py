@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.errors import InvalidInput
+from tlc.errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Notice upstream files that changed after we ingested them, and re-ingest them on request.
 
-``python -m tasks.refresh --colors yellow --start 2019-01 --stop 2021-07`` asks the source
+``python -m tlc.refresh --colors yellow --start 2019-01 --stop 2021-07`` asks the source
 for each ingested month's ETag, Last-Modified and size (a HEAD each) and compares them with
 the ledger. Changed months are listed and the command exits 1; with ``--apply`` their raw
 file and quality report are removed, so the next ``IngestRange`` downloads, converts and
@@ -13,39 +13,38 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tasks import layout, ledger
-from tasks.errors import PipelineError
-from tasks.fetch import changed, redact_url, remote_validators, source_url
-from tasks.settings import paths, source
-from tasks.wrappers import IngestRange
+from tlc import layout, ledger
+from tlc.config import PathsConfig, SourceConfig
+from tlc.errors import PipelineError
+from tlc.month import Month, parse_colors, parse_span
+from tlc.sources import csv_releases
+from tlc.sources.http import changed, redact_url, remote_validators
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tasks.refresh", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tlc.refresh", description=__doc__)
     parser.add_argument("--colors", default="yellow,green,fhv")
     parser.add_argument("--start", required=True, help="first month, YYYY-MM")
     parser.add_argument("--stop", help="last month, YYYY-MM, inclusive (default: start)")
     parser.add_argument("--apply", action="store_true", help="invalidate changed months so the next run re-ingests")
     args = parser.parse_args(argv)
     try:
-        months = IngestRange(colors=args.colors, start=args.start, stop=args.stop).requires()
-        root, src = paths().root(), source()
+        span = parse_span(args.start, args.stop)
+        months = [Month(c, y, m) for c in parse_colors(args.colors) for y, m in span]
+        root, src = PathsConfig().root(), SourceConfig()
         stale = []
         for m in months:
-            recorded = ledger.read(root, m.color, m.year, m.month).get("stages", {}).get("source")
+            recorded = ledger.read(root, m).get("stages", {}).get("source")
             if not recorded:
                 continue  # never ingested: nothing to compare
-            url = source_url(src.base_url(), m.color, m.year, m.month)
-            remote = remote_validators(
-                url, timeout=src.timeout_seconds, attempts=src.attempts, backoff=src.backoff_seconds
-            )
-            diff = changed(recorded, remote)
+            url = csv_releases.url(src.base_url(), m)
+            diff = changed(recorded, remote_validators(url, src.retry()))
             if diff:
                 stale.append(m)
                 print(f"{m.label}: changed upstream ({', '.join(diff)}) at {redact_url(url)}")
         for m in stale if args.apply else []:
-            raw = layout.raw_path(root, m.color, m.year, m.month)
-            parquet = layout.lake_path(root, m.color, m.year, m.month)
+            raw = layout.raw_path(root, m)
+            parquet = layout.lake_path(root, m)
             for path in (layout.raw_meta_path(raw), layout.quality_path(parquet)):
                 path.unlink(missing_ok=True)
             print(f"{m.label}: invalidated; the next IngestRange re-ingests it")

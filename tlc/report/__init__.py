@@ -1,0 +1,1 @@
+"""The reconciliation report: every ingested month, counted in every stage (``python -m tlc.report``)."""
