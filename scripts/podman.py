@@ -67,12 +67,14 @@ class PodmanError(RuntimeError):
 
 
 class BuildFailed(PodmanError):
-    """``podman build`` failed at ``step`` (e.g. 'RUN pip install ...', or 'COPY tasks/ tasks/')."""
+    """``podman build`` failed at ``step`` (e.g. 'COPY tasks/ tasks/'), line ``line`` of ``dockerfile``."""
 
-    def __init__(self, dockerfile: str, step: str, tail: str) -> None:
+    def __init__(self, dockerfile: str, step: str, line: int | None, tail: str) -> None:
         self.dockerfile = dockerfile
         self.step = step
-        super().__init__(f"image build of {dockerfile} failed at step {step}\n{tail}")
+        self.line = line
+        where = f"line {line}" if line else "step"
+        super().__init__(f"image build of {dockerfile} failed at {where}: {' '.join(step.split())}\n{tail}")
 
 
 def cache_dir() -> Path:
@@ -206,8 +208,12 @@ class Podman:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.write_text(output)
             if proc.returncode != 0:
-                raise BuildFailed(_rel(dockerfile, context), failed_step(output), _tail(output, lines=15))
+                step = failed_step(output)
+                raise BuildFailed(_rel(dockerfile, context), step, step_line(dockerfile, step), step_output(output))
             return iidfile.read_text().strip()
+
+
+STEP_LINE = re.compile(r"^(?:\[[^]]*\] )?STEP \d+/\d+: (.*)$", re.MULTILINE)
 
 
 def failed_step(output: str) -> str:
@@ -215,8 +221,28 @@ def failed_step(output: str) -> str:
     match = re.search(r'building at STEP "(.*?)":', output)
     if match:
         return match.group(1)
-    steps = re.findall(r"^\[?[\w/ ]*\]? ?STEP \d+/\d+: (.*)$", output, re.MULTILINE)
+    steps = STEP_LINE.findall(output)
     return steps[-1] if steps else "(before the first step)"
+
+
+def step_line(dockerfile: Path, step: str) -> int | None:
+    """The Dockerfile line where ``step`` starts (podman joins continuation lines with spaces)."""
+    from scripts.check_containers import parse_dockerfile
+
+    def squeeze(text: str) -> str:
+        return " ".join(text.split())
+
+    try:
+        instructions = parse_dockerfile(dockerfile.read_text())
+    except OSError:
+        return None
+    return next((i.line for i in instructions if squeeze(f"{i.keyword} {i.args}") == squeeze(step)), None)
+
+
+def step_output(output: str, lines: int = 12) -> str:
+    """What the failing step printed: the output after the last STEP line, its last ``lines``."""
+    starts = list(STEP_LINE.finditer(output))
+    return _tail(output[starts[-1].end() :] if starts else output, lines)
 
 
 def _tail(text: str, lines: int = 5) -> str:
