@@ -14,8 +14,8 @@
 # Everything after FROM is the same for both bases.
 ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 
-# --- build: a virtualenv with the pinned requirements and the project -----------------------
-FROM ${BASE_IMAGE} AS build
+# --- deps: a virtualenv with the pinned requirements, and nothing of the project -------------
+FROM ${BASE_IMAGE} AS deps
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -30,15 +30,17 @@ COPY requirements.txt ./
 # Wheels only: the slim base has no compiler, and every pin has a cp311 manylinux wheel.
 RUN pip install --only-binary=:all: -r requirements.txt
 
-# The project: the ONE list of what /app holds at run time (the runtime stage copies /src
-# whole). A new top-level package gets its `COPY pkg/ pkg/` line here and its name in
-# pyproject.toml's [tool.setuptools] packages; scripts/check_containers.py checks the two agree.
+# --- project: the code and config that /app holds at run time -------------------------------
+FROM deps AS project
+# The ONE list of the project's files in the image (the runtime stage copies /src whole). A
+# new top-level package gets its `COPY pkg/ pkg/` line here and its name in pyproject.toml's
+# [tool.setuptools] packages; scripts/check_containers.py checks that the two agree.
 COPY pyproject.toml luigi.cfg ./
 COPY config/ config/
 COPY scripts/ scripts/
 COPY tasks/ tasks/
-# Installed for its metadata only (dependencies are the pins above); the in-tree build
-# leftovers would otherwise land in /app.
+# Building the package proves pyproject.toml still builds; the in-tree build leftovers are
+# dropped so they do not land in /app. This venv is not the one the runtime copies.
 RUN pip install --no-deps . && rm -rf build ./*.egg-info
 
 # --- runtime: the venv, the code and the config, run as an unprivileged user ----------------
@@ -52,10 +54,11 @@ RUN groupadd --system --gid 10001 tlc \
     && mkdir -p /data /var/lib/luigid \
     && chown tlc:tlc /data /var/lib/luigid
 
-COPY --from=build /opt/venv /opt/venv
+# The pins only: this layer is rebuilt when requirements.txt changes, not with every code change.
+COPY --from=deps /opt/venv /opt/venv
 
 # PYTHONPATH=/app: the code under /app is what runs (a bind mount over /app/tasks takes
-# effect without a rebuild); the installed copy in the venv only carries the metadata.
+# effect without a rebuild); the venv holds the dependencies only.
 # LUIGI_CONFIG_PATH: luigi otherwise reads luigi.cfg from the current directory only.
 # TLC_DATA_DIR: raw/ and lake/ go to the volume, not into the container's layer.
 ENV PATH=/opt/venv/bin:$PATH \
@@ -66,7 +69,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TLC_DATA_DIR=/data
 
 WORKDIR /app
-COPY --from=build /src/ ./
+COPY --from=project /src/ ./
 # Bytecode now: at run time /app is read-only to the user, so it could never be cached later.
 RUN python -m compileall -q .
 

@@ -157,6 +157,7 @@ def build_images(podman: Podman, work: Path, result: Result, repo: Path = ROOT) 
                 log=work / "logs" / f"build-{name}.log",
             )
         result.seconds[f"build {name}"] = time.monotonic() - start
+    podman.prune()
     result.seconds["images total"] = time.monotonic() - began
 
 

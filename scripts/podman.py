@@ -161,6 +161,12 @@ class Podman:
     def image_exists(self, ref: str) -> bool:
         return self.run_raw("image", "exists", ref, timeout=60).returncode == 0
 
+    def prune(self, older_than: str = "2h") -> None:
+        """Drop untagged images older than ``older_than``: each code change leaves the previous
+        build's top layers behind. Recent ones stay, so concurrent runs and branch switches keep
+        their cache; layers that a tagged image still uses are never dangling."""
+        self.run_raw("image", "prune", "--force", "--filter", f"until={older_than}", timeout=300)
+
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """One builder at a time for ``name`` on this machine (parallel sessions share the cache)."""
