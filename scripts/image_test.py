@@ -57,6 +57,7 @@ IMAGES = {
 # Compose services started from our images, in order (luigid last, as in the local stack).
 SERVICES = ("gcs", "bigquery", "luigid")
 MONTH = ("yellow", 2021, 1)
+RUN_FLAGS = ("--runtime", "runc", "--network=host")
 ROWS = 5_000
 
 
@@ -88,10 +89,15 @@ def _interpolate(value: str) -> str:
     """Compose's ``${VAR:-default}`` against this process's environment, ``$$`` to ``$``."""
 
     def sub(match: re.Match[str]) -> str:
-        name, op, default = match.group(1), match.group(2), match.group(3) or ""
+        name, op, word = match.group(1), match.group(2) or "", match.group(3) or ""
         current = os.environ.get(name)
-        if op in (":-", "-"):
-            return current if current or (op == "-" and current is not None) else default
+        is_set = bool(current) if op.startswith(":") else current is not None
+        if op.endswith("-"):
+            return current if is_set else word
+        if op.endswith("+"):
+            return word if is_set else ""
+        if op.endswith("?") and not is_set:
+            raise ImageTestError(f"docker-compose.yml needs {name}: {word or 'not set'}")
         return current or ""
 
     return INTERPOLATION.sub(sub, value).replace("$$", "$")
@@ -172,10 +178,10 @@ def image_user(podman: Podman, image: str) -> tuple[int, int]:
 
 def check_help(podman: Podman, image: str, result: Result) -> None:
     """The default command (IngestRange --help) and --help: the entrypoint, venv and code are in place."""
-    default = podman.run_raw("run", "--rm", "--runtime", "runc", "--network=host", image, timeout=120)
+    default = podman.run_raw("run", "--rm", *RUN_FLAGS, image, timeout=120)
     if default.returncode != 0 or "--colors" not in default.stdout:
         raise ImageTestError(f"the default command exited {default.returncode}: {default.stderr[-500:]}")
-    plain = podman.run_raw("run", "--rm", "--runtime", "runc", "--network=host", image, "--help", timeout=120)
+    plain = podman.run_raw("run", "--rm", *RUN_FLAGS, image, "--help", timeout=120)
     if plain.returncode != 0 or "usage: luigi" not in plain.stdout:
         raise ImageTestError(f"--help exited {plain.returncode}: {plain.stderr[-500:]}")
     result.help_text = default.stdout
@@ -242,10 +248,16 @@ def _healthy(podman: Podman, container: str, service: dict[str, Any], net: HostN
 
 
 def _image_of(service: dict[str, Any], result: Result) -> str:
-    """The id of the image we built for a compose service (its ``image: name:tag``)."""
+    """The id of the image we built for a compose service: its ``image:`` names one of ours, and
+    its ``build.dockerfile`` is the file we built that image from (compose and test agree)."""
     name = str(service["image"]).rsplit("/", 1)[-1].split(":")[0]
     if name not in result.images:
         raise ImageTestError(f"compose service uses image {service['image']!r}, which this test does not build")
+    dockerfile = str((service.get("build") or {}).get("dockerfile", "Dockerfile"))
+    if dockerfile != IMAGES[name][0]:
+        raise ImageTestError(
+            f"compose builds {service['image']!r} from {dockerfile}, the image test from {IMAGES[name][0]}"
+        )
     return result.images[name]
 
 
@@ -283,7 +295,8 @@ def run_month(
     color, year, month = MONTH
     spec.options += ["-v", f"{secret}:/run/secrets/pg_password:ro"]
     spec.command = ["IngestMonth", "--color", color, "--year", str(year), "--month", str(month)]
-    spec.command += ["--scheduler-url", f"http://127.0.0.1:{net.port('8082')}/"]
+    luigid = [str(w) for w in compose_services()["luigid"]["command"]]
+    spec.command += ["--scheduler-url", f"http://127.0.0.1:{net.port(luigid[luigid.index('--port') + 1])}/"]
     began = time.monotonic()
     proc = podman.run_raw("run", "--rm", *RUN_FLAGS, *spec.options, image, *spec.command, env=spec.env, timeout=600)
     result.seconds["IngestMonth in the container"] = time.monotonic() - began
@@ -310,9 +323,6 @@ def reconcile(env: dict[str, str], work: Path, rows: int, result: Result) -> Non
             f"the report from the host does not show {rows:,} rows in every stage (exit {proc.returncode}):\n"
             f"{proc.stdout[-2000:]}{proc.stderr[-1000:]}"
         )
-
-
-RUN_FLAGS = ("--runtime", "runc", "--network=host")
 
 
 @contextlib.contextmanager
