@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := .stack
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint bench bench-e2e report stack-up stack-down stack-status clean
+.PHONY: setup demo test lint bench bench-e2e report image-test stack-up stack-down stack-status clean
 
 setup: $(VENV)/.installed
 
@@ -36,9 +36,17 @@ lint: setup
 	$(VENV)/bin/ruff check tasks tlc scripts tests
 	$(VENV)/bin/ruff format --check tasks tlc scripts tests
 
+# podman is optional for the suite: where it cannot be installed, tests/test_image.py says why it skips.
 test: setup lint
 	@bash scripts/install_chromium.sh
+	@bash scripts/install_podman.sh || echo "podman could not be installed: tests/test_image.py will skip"
 	$(PY) -m pytest
+
+# Build both images with podman (base and layers cached in /var/cache/tlc-luigi/podman) and run
+# one month through them end to end; tests/test_image.py does the same inside `make test`.
+image-test: setup
+	@bash scripts/install_podman.sh
+	$(PY) -m scripts.image_test
 
 bench: setup
 	$(PY) -m scripts.bench

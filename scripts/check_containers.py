@@ -1,15 +1,18 @@
 """Offline checks of the container files: Dockerfile, docker/emulators.Dockerfile,
 docker-compose.yml, .dockerignore and .env.example.
 
-Why this exists: the development machines and CI have a docker CLI but no Docker engine, so
-no image is ever built and no stack ever started here. What *can* be known without an engine
-is checked instead, so that renaming a file an image copies, a dangling ``depends_on``, a
+Why this exists: the development machines and CI have no Docker engine. scripts/image_test.py
+builds both images with podman and runs them as compose describes, but on the host network, and
+compose itself never runs here. What *can* be known without an engine is checked instead, in a
+second and everywhere, so that renaming a file an image copies, a dangling ``depends_on``, a
 typo in an environment name the tasks read, or a password pasted into the compose file fails
 ``make test`` rather than somebody's ``docker compose up`` weeks later.
 
 Checks (each finding names the file and what to fix):
 
-* Dockerfiles: every ``FROM`` is a tagged image (never ``:latest``) or an earlier stage;
+* Dockerfiles: every ``FROM`` is a tagged image (never ``:latest``) or an earlier stage, also
+  through a ``BASE_IMAGE``-style ARG, whose default must then be the pinned image;
+  every package pyproject.toml installs is copied into the pipeline image;
   the final stage switches to a non-root ``USER`` before ``ENTRYPOINT``/``CMD``; every
   ``COPY``/``ADD`` source exists in the repository and is not excluded by ``.dockerignore``;
   every requirements file a ``RUN`` installs was copied in first, exists, and pins with
@@ -48,6 +51,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +60,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = "docker-compose.yml"
-DOCKERFILES = ("Dockerfile", "docker/emulators.Dockerfile")
+PIPELINE_DOCKERFILE = "Dockerfile"
+DOCKERFILES = (PIPELINE_DOCKERFILE, "docker/emulators.Dockerfile")
 ENV_EXAMPLE = ".env.example"
 DOCKERIGNORE = ".dockerignore"
 
@@ -150,9 +155,19 @@ def env_names_read(repo: Path, package: str) -> set[str]:
     return names
 
 
+def project_packages(repo: Path) -> list[str]:
+    """The top-level packages pyproject.toml installs ([tool.setuptools] packages): the code the image must hold."""
+    try:
+        doc = tomllib.loads((repo / "pyproject.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return ["tasks"]
+    packages = doc.get("tool", {}).get("setuptools", {}).get("packages", ["tasks"])
+    return sorted({p.split(".")[0] for p in packages})
+
+
 def known_env(repo: Path) -> dict[str, set[str]]:
     """Per image kind, the environment names something in that image reads."""
-    pipeline = env_names_read(repo, "tasks") | LIBRARY_ENV
+    pipeline = set().union(*(env_names_read(repo, p) for p in project_packages(repo))) | LIBRARY_ENV
     emulators = {n for n in env_names_read(repo, "scripts/stack") if n.startswith("BQEMU_")}
     return {"pipeline": pipeline, "emulators": emulators}
 
@@ -300,12 +315,48 @@ def image_pin_problem(image: str) -> str | None:
     return None
 
 
+def global_args(instructions: list[Instruction]) -> dict[str, str | None]:
+    """ARGs declared before the first FROM (the only ones a FROM line can use), with their defaults."""
+    found: dict[str, str | None] = {}
+    for ins in instructions:
+        if ins.keyword == "FROM":
+            break
+        if ins.keyword == "ARG":
+            for word in shlex.split(ins.args):
+                name, sep, default = word.partition("=")
+                found[name] = default if sep else None
+    return found
+
+
+def _expand(image: str, args: dict[str, str | None]) -> tuple[str, str | None]:
+    """``image`` with ``${NAME}``/``$NAME`` replaced by the ARG's default; a problem when one has none."""
+    missing: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if args.get(name) is None:
+            missing.append(name)
+            return match.group(0)
+        return str(args[name])
+
+    expanded = re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, image)
+    if missing:
+        return (
+            expanded,
+            f"{image!r} uses ARG {missing[0]} with no default before the first FROM; give it the pinned image",
+        )
+    return expanded, None
+
+
 def _check_from(rel: str, stages: list[Stage], instructions: list[Instruction], report: Report) -> None:
+    """Every base is pinned; a base from an ARG is pinned by that ARG's default (what a plain build uses)."""
     names: set[str] = set()
+    args = global_args(instructions)
     froms = [i for i in instructions if i.keyword == "FROM"]
     for stage, ins in zip(stages, froms, strict=True):
         if stage.base not in names:
-            problem = image_pin_problem(stage.base)
+            image, problem = _expand(stage.base, args)
+            problem = problem or image_pin_problem(image)
             if problem:
                 report.error(rel, f"line {ins.line}: FROM {problem}")
         if stage.name:
@@ -425,6 +476,19 @@ def _check_env(rel: str, ins: Instruction, allowed: set[str], report: Report) ->
             report.error(rel, f"line {ins.line}: ENV {name} is read by nothing in this image")
 
 
+def _check_packages_copied(repo: Path, rel: str, copies: list[_Copied], report: Report) -> None:
+    """Every package pyproject.toml names is copied into the pipeline image (a new top-level
+    package, such as ``tlc/``, must get its COPY line too, or the image would not import it)."""
+    sources = {c.source.strip("/") for c in copies if c.is_dir}
+    for package in project_packages(repo):
+        if package not in sources:
+            report.error(
+                rel,
+                f"package {package!r} (pyproject.toml [tool.setuptools] packages) is never copied into the image;"
+                f" add `COPY {package}/ {package}/` beside the other package COPY lines",
+            )
+
+
 def check_dockerfile(
     repo: Path, rel: str, context: Path, ignores: list[str], allowed_env: set[str], report: Report
 ) -> None:
@@ -440,6 +504,12 @@ def check_dockerfile(
         return
     _check_from(rel, stages, instructions, report)
     _check_user(rel, stages[-1], report)
+    for ins in instructions:
+        if ins.keyword == "FROM":
+            break
+        if ins.keyword == "ARG":
+            _check_env(rel, ins, allowed_env, report)
+    every_copy: list[_Copied] = []
     for stage in stages:
         workdir, copied = "/", []
         for ins in stage.instructions:
@@ -451,6 +521,9 @@ def check_dockerfile(
                 _check_run(rel, ins, workdir, copied, repo, report)
             elif ins.keyword in ("ENV", "ARG"):
                 _check_env(rel, ins, allowed_env, report)
+        every_copy += copied
+    if rel == PIPELINE_DOCKERFILE:
+        _check_packages_copied(repo, rel, every_copy, report)
 
 
 # ---------------------------------------------------------------------------------------------

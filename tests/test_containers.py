@@ -1,7 +1,8 @@
 """The container files stay consistent with the repository, checked without a Docker engine.
 
-No engine exists on the development machines or in CI, so images are never built here;
-scripts/check_containers.py checks what can be checked statically. These tests run it on the
+No Docker engine exists on the development machines or in CI (tests/test_image.py builds and
+runs the images with podman, on the host network); scripts/check_containers.py checks what can be
+checked statically, compose's own wiring included. These tests run it on the
 real files (which must be clean) and on a scratch copy with one deliberate break each, so a
 check that silently stopped detecting its problem fails too.
 """
@@ -126,10 +127,34 @@ MUTATIONS = {
         _replace(".dockerignore", ".git\n", ".git\nluigi.cfg\n"),
         "'luigi.cfg' is excluded by .dockerignore",
     ),
-    "unpinned base": (_replace("Dockerfile", "python:3.11.13-slim-bookworm AS build", "python AS build"), "no tag"),
+    "unpinned base": (
+        _replace("Dockerfile", "ARG BASE_IMAGE=python:3.11.13-slim-bookworm", "ARG BASE_IMAGE=python"),
+        "no tag",
+    ),
     "latest base": (
-        _replace("docker/emulators.Dockerfile", "FROM python:3.11.13-slim-bookworm\n", "FROM python:latest\n"),
+        _replace(
+            "docker/emulators.Dockerfile", "ARG BASE_IMAGE=python:3.11.13-slim-bookworm", "ARG BASE_IMAGE=python:latest"
+        ),
         "uses :latest",
+    ),
+    "base arg without default": (
+        _replace("Dockerfile", "ARG BASE_IMAGE=python:3.11.13-slim-bookworm", "ARG BASE_IMAGE"),
+        "uses ARG BASE_IMAGE with no default",
+    ),
+    "base from an undeclared arg": (
+        _replace("docker/emulators.Dockerfile", "FROM ${BASE_IMAGE}\n", "FROM ${RUNTIME_IMAGE}\n"),
+        "uses ARG RUNTIME_IMAGE with no default",
+    ),
+    "new package not copied": (
+        _chain(
+            _replace("pyproject.toml", 'packages = ["tasks"]', 'packages = ["tasks", "tlc"]'),
+            lambda root: (root / "tlc").mkdir(),
+        ),
+        "package 'tlc' (pyproject.toml [tool.setuptools] packages) is never copied",
+    ),
+    "package copy removed": (
+        _replace("Dockerfile", "COPY tasks/ tasks/\n", ""),
+        "package 'tasks' (pyproject.toml [tool.setuptools] packages) is never copied",
     ),
     "root user": (_replace("Dockerfile", "USER 10001:10001", "USER root"), "non-root USER"),
     "user after entrypoint": (
