@@ -39,6 +39,7 @@ COPY pyproject.toml luigi.cfg ./
 COPY config/ config/
 COPY scripts/ scripts/
 COPY tasks/ tasks/
+COPY tlc/ tlc/
 # Building the package proves pyproject.toml still builds; the in-tree build leftovers are
 # dropped so they do not land in /app. This venv is not the one the runtime copies.
 RUN pip install --no-deps . && rm -rf build ./*.egg-info

@@ -23,16 +23,13 @@ Checks (each finding names the file and what to fix):
   declared; bigquery's BQEMU_GCS_LOCAL_ROOT mounts the volume fake-gcs-server serves from;
   no literal secret in ``environment``; every ``${VAR}`` has a default or is listed
   in ``.env.example``; hosts in URLs, ``PGHOST`` and ``--scheduler-host`` are services;
-  environment names match what ``tasks/`` (and libpq / google-auth / luigi) read; published
+  environment names match what the project's packages (and libpq / google-auth / luigi) read; published
   ports bind to 127.0.0.1.
 * .dockerignore excludes local state and ``.env``; ``.env`` is ignored by git (warning).
 * Optional, when installed: ``docker compose config`` (the compose plugin parses offline) and
   ``hadolint``. Their absence is reported as a note, never as a failure.
 
-PyYAML is not a dependency of the pipeline's environment, so the compose file is read with
-PyYAML when it is importable and otherwise with the strict YAML subset parser below, which
-refuses anything it does not understand (anchors, block scalars, ambiguous plain scalars)
-rather than guessing; tests compare the two whenever PyYAML is present.
+The compose file is read with PyYAML (a test-only requirement, in requirements-dev.txt).
 
 Usage: ``python -m scripts.check_containers [--repo DIR] [--no-tools] [--json]``; exit 1 on errors.
 """
@@ -71,7 +68,7 @@ REQUIRED_HEALTHCHECKS = ("postgres", "gcs", "bigquery", "luigid")
 REQUIRED_IGNORES = (".git", ".venv*", ".stack", "data", "bench-out", "test-artifacts", "**/__pycache__", ".env*")
 # luigi.cfg sections the container environment maps onto; a rename there must be seen here.
 REQUIRED_CFG_SECTIONS = ("tlc.source", "tlc.gcs", "tlc.bigquery", "tlc.postgres")
-# Environment names read by libraries rather than by tasks/ (so not found by scanning it).
+# Environment names read by libraries rather than by the project's packages (so not found by scanning them).
 LIBRARY_ENV = frozenset(
     {
         "PGPASSWORD",  # libpq
@@ -119,7 +116,7 @@ class Report:
 
 
 # ---------------------------------------------------------------------------------------------
-# A strict YAML subset, for when PyYAML is not installed.
+# Reading the compose file.
 # ---------------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ host network since compose's service names cannot be resolved here:
    ``IngestMonth`` for one generated month, against those containers, the local stack's
    PostgreSQL 15 and loopback source (postgres:15 is a registry image: not reachable here),
    writing into a host directory mounted at ``/data`` as compose's ``tlc-data`` volume;
-4. ``python -m tasks.report`` runs on the host, outside every container, over that directory's
+4. ``python -m tlc.report`` runs on the host, outside every container, over that directory's
    ledger and the same sinks, and every stage must hold exactly the month's rows.
 
 Usage: ``python -m scripts.image_test [--workdir DIR] [--rows N] [--keep]``. Exit 0 when all holds,
@@ -308,9 +308,9 @@ def run_month(
 
 
 def reconcile(env: dict[str, str], work: Path, rows: int, result: Result) -> None:
-    """tasks.report on the host, outside every container: each stage must hold exactly ``rows``."""
+    """tlc.report on the host, outside every container: each stage must hold exactly ``rows``."""
     began = time.monotonic()
-    cmd = [sys.executable, "-m", "tasks.report", "--html", str(work / "report.html")]
+    cmd = [sys.executable, "-m", "tlc.report", "--html", str(work / "report.html")]
     proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=False)
     result.seconds["report from the host"] = time.monotonic() - began
     result.report = proc.stdout

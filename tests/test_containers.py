@@ -31,6 +31,7 @@ CHECKED_PATHS = (
     "luigi.cfg",
     "config",
     "tasks",
+    "tlc",
     "scripts",
 )
 
@@ -147,10 +148,10 @@ MUTATIONS = {
     ),
     "new package not copied": (
         _chain(
-            _replace("pyproject.toml", 'packages = ["tasks"]', 'packages = ["tasks", "tlc"]'),
-            lambda root: (root / "tlc").mkdir(),
+            _replace("pyproject.toml", 'packages = ["tasks", ', 'packages = ["tasks", "extra", '),
+            lambda root: (root / "extra").mkdir(),
         ),
-        "package 'tlc' (pyproject.toml [tool.setuptools] packages) is never copied",
+        "package 'extra' (pyproject.toml [tool.setuptools] packages) is never copied",
     ),
     "package copy removed": (
         _replace("Dockerfile", "COPY tasks/ tasks/\n", ""),
