@@ -17,9 +17,12 @@ libpq's ``PGPASSFILE``, a 0600 file of its own, so it is in no config, command l
 environment. Without the stack's PostgreSQL luigid runs with task history off.
 
 Clients need no flag: the stack writes ``<stack>/luigi-stack.cfg`` with ``[core]
-default-scheduler-url`` and exports ``LUIGI_CONFIG_PATH`` pointing at it. luigi reads that
-file after ``./luigi.cfg`` (luigi/configuration/core.py appends it to the search path), so
-both apply and the stack's key wins. ``LUIGI_SCHEDULER_URL`` is exported too, for scripts.
+scheduler_url`` and exports ``LUIGI_CONFIG_PATH`` pointing at it. luigi reads that file after
+``./luigi.cfg`` (luigi/configuration/core.py appends it to the search path), so both apply
+and the stack's key wins. The key is the ``core`` config class's own parameter name rather
+than the documented alias ``default-scheduler-url``, which luigi 3.8.1 honours but then
+reports on every run as an UnconsumedParameterWarning (the alias is missing from
+``core.ignore_unconsumed``). ``LUIGI_SCHEDULER_URL`` is exported too, for scripts.
 """
 
 from __future__ import annotations
@@ -137,7 +140,7 @@ def start(stack: StackDir) -> dict:
         client,
         "# Written by scripts/stack/luigid.py. `. .stack/env` exports LUIGI_CONFIG_PATH=this file:\n"
         "# luigi reads it after ./luigi.cfg, so plain `luigi --module tasks ...` uses the stack's luigid.\n"
-        f"[core]\ndefault-scheduler-url = {url}\n",
+        f"[core]\nscheduler_url = {url}\n",
     )
     state = {
         "pids": [pid],
