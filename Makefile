@@ -38,6 +38,7 @@ lint: setup
 
 test: setup lint
 	@bash scripts/install_chromium.sh
+	@bash scripts/install_apt_tool.sh /usr/bin/systemd-analyze systemd
 	$(PY) -m pytest
 
 bench: setup
