@@ -39,6 +39,7 @@ lint: setup
 test: setup lint
 	@bash scripts/install_chromium.sh
 	@bash scripts/install_apt_tool.sh /usr/bin/systemd-analyze systemd
+	@bash scripts/install_apt_tool.sh /usr/bin/curl curl
 	$(PY) -m pytest
 
 bench: setup
