@@ -40,6 +40,8 @@ lint: setup
 test: setup lint
 	@bash scripts/install_chromium.sh
 	@bash scripts/install_podman.sh || echo "podman could not be installed: tests/test_image.py will skip"
+	@bash scripts/install_apt_tool.sh /usr/bin/systemd-analyze systemd
+	@bash scripts/install_apt_tool.sh /usr/bin/curl curl
 	$(PY) -m pytest
 
 # Build both images with podman (base and layers cached in /var/cache/tlc-luigi/podman) and run

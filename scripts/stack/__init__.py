@@ -5,6 +5,10 @@ reports. Each service module exposes ``NAME``, ``start(stack) -> ServiceState`` 
 polling, until the service answers) and ``healthy(state) -> bool``. The endpoints of the
 running services are written to ``<stack dir>/env`` as ``export`` lines for the shell and
 the pipeline (``. .stack/env``).
+
+A service module may name the services it is configured from in ``AFTER`` (luigid records
+its task history in PostgreSQL): it starts after them, and whenever one of them is
+(re)started, on a new port, it is restarted too.
 """
 
 from __future__ import annotations
@@ -31,22 +35,30 @@ class Stack:
         self.dir = StackDir(Path(root))
 
     def up(self, services: tuple[str, ...] = SERVICES) -> dict[str, str]:
+        unknown = sorted(set(services) - set(SERVICES))
+        if unknown:
+            raise StackError(f"unknown service(s) {unknown}; known: {', '.join(SERVICES)}")
         state = self.dir.load_state()
-        for name in services:
+        started: set[str] = set()
+        for name in SERVICES:  # always in dependency order, whatever order was asked for
             mod = _module(name)
             current = state.get(name)
-            if current and all(pid_alive(p) for p in current["pids"]) and mod.healthy(current):
+            stale = bool(current) and bool(started & set(getattr(mod, "AFTER", ())))
+            if name not in services and not stale:
+                continue
+            if current and not stale and all(pid_alive(p) for p in current["pids"]) and mod.healthy(current):
                 continue
             if current:
                 self._stop_one(name, current)
             state[name] = mod.start(self.dir)
+            started.add(name)
             self.dir.save_state(state)
         self.write_env(state)
         return self.env(state)
 
     def down(self) -> None:
         state = self.dir.load_state()
-        for name in reversed(list(state)):
+        for name in sorted(state, key=lambda s: SERVICES.index(s) if s in SERVICES else -1, reverse=True):
             self._stop_one(name, state[name])
             del state[name]
             self.dir.save_state(state)

@@ -96,10 +96,15 @@ class StackDir:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         user: str | None = None,
+        unset: tuple[str, ...] = (),
     ) -> int:
-        """Start ``cmd`` in its own session, logging to ``logs/<name>.log``; returns the pid."""
+        """Start ``cmd`` in its own session, logging to ``logs/<name>.log``; returns the pid.
+
+        ``unset`` removes variables the caller's shell may carry (a sourced ``.stack/env``)
+        that would change what the service does, e.g. a ``PGPASSWORD`` meant for another role.
+        """
         log = self.path("logs", f"{name}.log")
-        full_env = dict(os.environ)
+        full_env = {k: v for k, v in os.environ.items() if k not in unset}
         full_env.update(env or {})
         with open(log, "ab") as out:
             proc = subprocess.Popen(

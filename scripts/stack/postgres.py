@@ -1,10 +1,17 @@
-"""A throwaway PostgreSQL 15 cluster inside the stack directory: the pipeline's database.
+"""A throwaway PostgreSQL cluster inside the stack directory: the pipeline's database and
+luigid's task history.
 
 Layout under ``<stack>/postgres/``: ``data/`` (the cluster, owned by the server user),
-``run/`` (its unix socket, mode 0700) and ``password`` (mode 0600, the ``tlc`` role's
-password, generated once with ``secrets``). Clients use TCP on 127.0.0.1 with scram-sha-256
-through the exported ``PG*`` variables; the stack administers the cluster as ``postgres``
-over the private unix socket.
+``run/`` (its unix socket, mode 0700), ``password`` (mode 0600, the ``tlc`` role's password,
+generated once with ``secrets``) and ``luigid.password`` (likewise, for the ``luigid`` role
+that owns the ``luigi_history`` database). Clients use TCP on 127.0.0.1 with scram-sha-256:
+the pipeline through the exported ``PG*`` variables, luigid through a passfile of its own
+(scripts/stack/luigid.py); the stack administers the cluster as ``postgres`` over the private
+unix socket.
+
+The server binaries are Debian's/Ubuntu's ``/usr/lib/postgresql/<major>/bin``, whatever major
+the distribution ships (15 on Debian 12, 17 on Debian 13, 14 on Ubuntu 22.04, 16 on 24.04):
+an existing cluster keeps the major it was made with, a new one takes the newest installed.
 
 PostgreSQL refuses to run as root, so when the stack runs as root the server runs as the
 dedicated system user ``tlcpg`` (created on first use, no home, no login shell). A dedicated
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import secrets
 import shutil
 import subprocess
@@ -29,11 +37,14 @@ from psycopg2.extensions import encrypt_password
 from scripts.stack.base import StackDir, StackError, free_port, pid_alive, wait_until
 
 NAME = "postgres"
-PG_MAJOR = "15"
-PG_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
+PG_ROOT = Path("/usr/lib/postgresql")  # postgresql-common's layout: <root>/<major>/bin
+SERVER_BINARIES = ("postgres", "initdb", "pg_ctl")
 SERVER_USER = "tlcpg"  # only used when the stack runs as root
 SUPERUSER = "postgres"
 ROLE = DATABASE = "tlc"
+# luigid's task history: a role and database of its own, so luigid can neither read nor
+# change the pipeline's tables, and the pipeline's password is not luigid's.
+HISTORY_ROLE, HISTORY_DATABASE = "luigid", "luigi_history"
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 
 # The socket directory is 0700 and owned by the server user, so only that user and root can
@@ -60,16 +71,46 @@ log_line_prefix = '%m [%p] %q%u@%d '
 """
 
 
-def _bin(name: str) -> str:
-    """The Debian PostgreSQL 15 binary, or a one-line StackError saying how to install it."""
-    path = PG_BIN / name
-    if not os.access(path, os.X_OK):
+def installed_majors(root: Path = PG_ROOT) -> list[int]:
+    """Major versions whose server binaries are all installed under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    majors = []
+    for entry in root.iterdir():
+        if re.fullmatch(r"\d+", entry.name) and all(os.access(entry / "bin" / b, os.X_OK) for b in SERVER_BINARIES):
+            majors.append(int(entry.name))
+    return sorted(majors)
+
+
+def server_major(data: Path | None = None, root: Path = PG_ROOT) -> int:
+    """The major to run: the existing cluster's own (``PG_VERSION``), else the newest installed.
+
+    A cluster can only be run by the major that made it, so a newer major installed later
+    (a distribution upgrade) never touches it; a one-line StackError says what to do instead.
+    """
+    majors = installed_majors(root)
+    cluster = None
+    if data is not None and (data / "PG_VERSION").is_file():
+        cluster = int((data / "PG_VERSION").read_text().strip())
+    if cluster is not None:
+        if cluster in majors:
+            return cluster
+        have = ", ".join(map(str, majors)) or "none"
         raise StackError(
-            f"PostgreSQL {PG_MAJOR} is not installed ({path} is missing); install it with "
-            f"`apt-get update && apt-get install -y postgresql-{PG_MAJOR}` as root "
-            "(or `scripts/install_postgres.sh`)"
+            f"{data} holds a PostgreSQL {cluster} cluster but the installed server majors are {have}; "
+            f"install postgresql-{cluster} or remove {data} to start afresh"
         )
-    return str(path)
+    if not majors:
+        raise StackError(
+            f"no PostgreSQL server is installed (no {root}/<major>/bin/postgres); install the "
+            "distribution's default with `scripts/install_postgres.sh` "
+            "(or `apt-get update && apt-get install -y postgresql` as root)"
+        )
+    return majors[-1]
+
+
+def _bin(name: str, major: int) -> str:
+    return str(PG_ROOT / str(major) / "bin" / name)
 
 
 def _server_ids() -> tuple[int, int] | None:
@@ -199,7 +240,7 @@ def _read_or_make_password(path: Path) -> str:
     return value
 
 
-def _initdb(ids: tuple[int, int] | None, data: Path, log: Path) -> None:
+def _initdb(ids: tuple[int, int] | None, major: int, data: Path, log: Path) -> None:
     """Create the cluster once; ``--no-sync`` because it is throwaway (see STACK_CONF)."""
     if data.exists() and any(data.iterdir()):  # a half-made cluster from an interrupted initdb
         shutil.rmtree(data)
@@ -207,7 +248,7 @@ def _initdb(ids: tuple[int, int] | None, data: Path, log: Path) -> None:
         if ids is not None:
             os.chown(data, *ids)
     cmd = [
-        _bin("initdb"),
+        _bin("initdb", major),
         "-D",
         str(data),
         "-U",
@@ -240,42 +281,50 @@ def _configure(ids: tuple[int, int] | None, data: Path) -> None:
             os.chown(data / name, *ids)
 
 
-def _pg_ctl(ids: tuple[int, int] | None, *args: str) -> subprocess.CompletedProcess[str]:
+def _pg_ctl(ids: tuple[int, int] | None, major: int, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        _as_server(ids, [_bin("pg_ctl"), *args]), capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+        _as_server(ids, [_bin("pg_ctl", major), *args]),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
 
 
-def _bootstrap(run: Path, port: int, password_file: Path) -> str:
-    """Ensure role and database ``tlc``; (re)sets the password from the file every start.
+def _ensure_role_and_database(cur: psycopg2.extensions.cursor, role: str, database: str, password: str) -> None:
+    """Create (or re-password) ``role`` and create ``database`` owned by it.
 
     Only a scram-sha-256 verifier computed client-side reaches the server, so even a logged
     statement would not reveal the password. Re-setting it each start heals a lost file.
     """
-    password = _read_or_make_password(password_file)
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    verb = "ALTER" if cur.fetchone() else "CREATE"
+    verifier = encrypt_password(password, role, cur.connection, "scram-sha-256")
+    cur.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD %s").format(sql.SQL(verb), sql.Identifier(role)), (verifier,))
+    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+    if not cur.fetchone():
+        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(role)))
+
+
+def _bootstrap(run: Path, port: int, home: Path) -> str:
+    """Ensure the pipeline's role and database and luigid's; returns the pipeline's password
+    (luigid's stays in its 0600 file, for scripts/stack/luigid.py's passfile)."""
+    password = _read_or_make_password(home / "password")
+    history_password = _read_or_make_password(home / f"{HISTORY_ROLE}.password")
     with closing(_admin_connect(run, port)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,))
-            verb = "ALTER" if cur.fetchone() else "CREATE"
-            verifier = encrypt_password(password, ROLE, conn, "scram-sha-256")
-            cur.execute(
-                sql.SQL("{} ROLE {} LOGIN PASSWORD %s").format(sql.SQL(verb), sql.Identifier(ROLE)), (verifier,)
-            )
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
-            if not cur.fetchone():
-                cur.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DATABASE), sql.Identifier(ROLE))
-                )
+            _ensure_role_and_database(cur, ROLE, DATABASE, password)
+            _ensure_role_and_database(cur, HISTORY_ROLE, HISTORY_DATABASE, history_password)
     return password
 
 
 def start(stack: StackDir) -> dict:
     """Start (initdb-ing once) the cluster, wait for it by polling, and return its state."""
-    postgres = _bin("postgres")
-    ids = _server_ids()
     home = stack.path("postgres", "data").parent
-    data, run, password_file = home / "data", home / "run", home / "password"
+    data, run = home / "data", home / "run"
+    major = server_major(data)  # before any work: a missing server is one clear line
+    ids = _server_ids()
     if len(str(run / ".s.PGSQL.65535")) > SOCKET_PATH_MAX:
         raise StackError(f"stack dir path too long for a unix socket ({run}); use a shorter --dir")
     home.chmod(0o711 if ids else 0o700)  # the server user only needs to pass through
@@ -287,31 +336,33 @@ def start(stack: StackDir) -> dict:
     _check_reachable(ids, data)
     log = stack.log(NAME)
 
-    version = data / "PG_VERSION"
-    if not version.exists():
-        _initdb(ids, data, log)
-    elif version.read_text().strip() != PG_MAJOR:
-        raise StackError(
-            f"{data} holds a PostgreSQL {version.read_text().strip()} cluster, "
-            f"not {PG_MAJOR}; remove it to start afresh"
-        )
-    elif _pg_ctl(ids, "status", "-D", str(data)).returncode == 0:
+    if not (data / "PG_VERSION").exists():
+        _initdb(ids, major, data, log)
+    elif _pg_ctl(ids, major, "status", "-D", str(data)).returncode == 0:
         # A postmaster the state file lost track of (e.g. services.json removed): stop it.
-        _pg_ctl(ids, "stop", "-D", str(data), "-m", "fast", "-w", "-t", "60")
+        _pg_ctl(ids, major, "stop", "-D", str(data), "-m", "fast", "-w", "-t", "60")
     _configure(ids, data)
 
     port = free_port()
-    pid = stack.spawn(NAME, _as_server(ids, [postgres, "-D", str(data), "-p", str(port), "-k", str(run)]))
+    server = [_bin("postgres", major), "-D", str(data), "-p", str(port), "-k", str(run)]
+    pid = stack.spawn(NAME, _as_server(ids, server))
     wait_until(lambda: _exited(pid) or _accepting(run, port), "PostgreSQL", log=log)
     if _exited(pid):
         raise StackError(f"PostgreSQL exited during startup{_tail(log)}")
-    password = _bootstrap(run, port, password_file)
+    password = _bootstrap(run, port, home)
     state = {
         "pids": [pid],
         "port": port,
+        "major": major,
         "data": str(data),
         "socket_dir": str(run),
         "run_as": list(ids) if ids else None,
+        # For luigid's task history (scripts/stack/luigid.py): never exported to the env file.
+        "history": {
+            "role": HISTORY_ROLE,
+            "database": HISTORY_DATABASE,
+            "password_file": str(home / f"{HISTORY_ROLE}.password"),
+        },
         "env": {
             "PGHOST": "127.0.0.1",
             "PGPORT": str(port),
@@ -358,6 +409,7 @@ def stop(stack: StackDir, state: dict) -> None:
         return
     run_as = state.get("run_as")
     ids = (int(run_as[0]), int(run_as[1])) if run_as else None
-    proc = _pg_ctl(ids, "stop", "-D", str(data), "-m", "fast", "-w", "-t", "60")
+    major = int(state.get("major") or server_major(data))
+    proc = _pg_ctl(ids, major, "stop", "-D", str(data), "-m", "fast", "-w", "-t", "60")
     with open(stack.log(NAME), "a") as log:
         log.write(proc.stdout + proc.stderr)
