@@ -20,7 +20,6 @@ class BigQueryTable(MonthTask):
     ledger_stage = "bigquery"
     upstream = GCSObject
 
-
     def output(self) -> BigQueryMonth:
         from tlc.bigquery.dataset import Dataset  # the client loads only when the sink is used (see tasks.gcs)
         from tlc.bigquery.target import BigQueryMonth

@@ -23,7 +23,6 @@ class GCSObject(MonthTask):
     ledger_stage = "gcs"
     upstream = ParquetFile
 
-
     def output(self) -> GcsObject:
         from tlc.gcs.target import GcsObject, Lake
 

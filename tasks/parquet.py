@@ -24,7 +24,6 @@ class ParquetFile(MonthTask):
     ledger_stage = "parquet"
     upstream = DownloadCSV
 
-
     def output(self) -> LakeParquet:
         return LakeParquet(PathsConfig().root(), self.unit, CleaningConfig().rules().active())
 

@@ -16,7 +16,6 @@ class PostgresTable(MonthTask):
     ledger_stage = "postgres"
     upstream = ParquetFile
 
-
     def output(self) -> PostgresMonth:
         return PostgresMonth(Database.from_config(), self.unit, self.requires().output())
 
