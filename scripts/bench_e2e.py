@@ -5,7 +5,10 @@ loopback; then (a) ``IngestRange --workers 2`` lands them in the lake, BigQuery 
 and (b) the course's flow does the same for the same months: pandas ``read_csv``,
 ``to_parquet``, upload, a BigQuery load from the DataFrame, ``to_sql`` in 100k-row chunks.
 Both run as child processes measured by ``scripts.bench.measure`` (wall time, peak RSS).
-Last, 36 small months are ingested and a no-op rerun of the whole 36-month range is timed.
+Then the same months are ingested again into a fresh lake and warehouse by two "hosts" at once
+(two CLI runs, each with its own data directory, through one luigid): the work they did in
+total, counted in the manifests' histories, must be one host's. Last, 36 small months are
+ingested and a no-op rerun of the whole 36-month range is timed.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import textwrap
+import time
+from collections import Counter
 from pathlib import Path
 
 from scripts.bench import ROWS, Result, measure
@@ -86,6 +92,51 @@ def luigi_range(start: str, stop: str, env: dict[str, str]) -> list[str]:
     ]
 
 
+def work_done(env: dict[str, str], months: list[tuple[int, int]]) -> Counter:
+    """Stage records per stage over the months, from the manifests in the lake ``env`` points at."""
+    from tlc import ledger
+    from tlc.gcs.lake import Lake
+    from tlc.month import Month
+
+    os.environ.update({k: env[k] for k in ("STORAGE_EMULATOR_HOST", "TLC_GCS_BUCKET") if k in env})
+    lake = Lake.from_config()
+    return Counter(e["stage"] for y, m in months for e in ledger.read(lake, Month("yellow", y, m)).get("history", []))
+
+
+def two_hosts(env: dict[str, str], start: str, stop: str, out: Path) -> tuple[float, list[int]]:
+    """The range run by two hosts at once through the stack's luigid, into a lake and warehouse of their own."""
+    config = out / "hosts.cfg"
+    config.write_text(
+        f"[core]\nscheduler_url = {env['LUIGI_SCHEDULER_URL']}\n[worker]\nkeep_alive = true\nwait_jitter = 0.5\n"
+        "[tlc.bigquery]\ndataset = split\n[tlc.postgres]\nschema = split\n"
+    )
+    shared = {**env, "LUIGI_CONFIG_PATH": str(config), "TLC_GCS_BUCKET": "tlc-bench-split"}
+    cmd = [arg for arg in luigi_range(start, stop, env) if arg != "--local-scheduler"]
+    began = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            cmd,
+            env={**shared, "TLC_DATA_DIR": str(out / name), "TLC_WORKER_NAME": name},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in ("host-1", "host-2")
+    ]
+    codes = [p.wait() for p in procs]
+    return time.monotonic() - began, codes
+
+
+def split_line(env: dict[str, str], months: list[tuple[int, int]], out: Path, rows: int) -> None:
+    """Print the two-host run of ``months``, and whether its total work is one host's."""
+    first, last = (f"{y}-{m:02d}" for y, m in (months[0], months[-1]))
+    one = work_done(env, months)
+    seconds, codes = two_hosts(env, first, last, out)
+    split = work_done({**env, "TLC_GCS_BUCKET": "tlc-bench-split"}, months)
+    verdict = "equal to one host's" if split == one else f"NOT one host's ({dict(one)})"
+    print(f"  {'the same range split across two hosts':<40} {seconds:8.1f} s {rows / seconds:>10,.0f} rows/s")
+    print(f"    work in total (stage records): {dict(sorted(split.items()))}: {verdict}; exit codes {codes}")
+
+
 def months_from(first: tuple[int, int], count: int) -> list[tuple[int, int]]:
     year, month = first
     out = []
@@ -116,7 +167,8 @@ def main() -> int:
     stack.down()  # a fresh warehouse each run: nothing left over from the last one
     for sub in ("bigquery-data", "gcs-data", "postgres"):
         shutil.rmtree(out / "stack" / sub, ignore_errors=True)
-    env = {**os.environ, **stack.up(("http", "gcs", "bigquery", "postgres")), "TLC_DATA_DIR": str(out / "data")}
+    env = {**os.environ, **stack.up(), "TLC_DATA_DIR": str(out / "data")}
+    env.pop("LUIGI_CONFIG_PATH", None)  # the single-host runs use --local-scheduler
     source = Path(stack.dir.load_state()["http"]["root"])
     big = months_from((2021, 1), args.months)
     small = months_from((2018, 1), args.noop_months)
@@ -141,6 +193,7 @@ def main() -> int:
         print(line(ours, total, seeds))
         rerun = measure("tlc-luigi: no-op rerun of the same range", luigi_range(first, last, env), env)
         print(line(rerun, total))
+        split_line(env, big, out, total)
 
         print(f"\nno-op rerun of {len(small)} months (small months, the check does not depend on size)")
         for year, month in small:

@@ -39,7 +39,8 @@ BENCH_SCHEMA = "tlc_bench"  # (b) and (c) write here, never into the pipeline's 
 FLOOR_TABLE = "copy_floor"
 SEEDS_TABLE = "seeds_to_sql"
 
-# What PostgresTable.run() costs in a fresh process: import, connect, ensure, COPY, swap.
+# What PostgresTable costs in a fresh process: import, connect, ensure, COPY, swap (make(), which
+# run() calls once it has checked the month is not loaded already).
 OURS = textwrap.dedent("""
     import sys, time
     from pathlib import Path
@@ -49,7 +50,7 @@ OURS = textwrap.dedent("""
     began = time.monotonic()
     task = PostgresTable(color=color, year=year, month=month)
     task.set_status_message = task.set_progress_percentage = lambda _: None  # no luigi worker to tell
-    task.run()
+    task.make()
     timing.write_text(f"{time.monotonic() - began:.3f}")
 """)
 
@@ -83,9 +84,16 @@ def _month_of(parquet: Path) -> tuple[str, int, int]:
     return color, first.year, first.month
 
 
+def _root_of(parquet: Path, month: Month) -> Path:
+    """The data directory a lake Parquet's path lies under (``<root>/lake/<key>``)."""
+    return Path(str(parquet).removesuffix("/lake/" + layout.lake_key(month)))
+
+
 def _stage_lake(parquet: Path, color: str, year: int, month: int, data: Path) -> None:
-    """Put the Parquet and its quality report where PostgresTable looks for them under ``data``."""
-    dest = layout.lake_path(data, Month(color, year, month))
+    """Put the Parquet and its quality report where PostgresTable looks for this host's copy under
+    ``data`` (the month must be published in the lake bucket already: PostgresTable reads its report)."""
+    unit = Month(color, year, month)
+    dest = layout.lake_path(data, unit)
     if dest.resolve() == parquet.resolve():
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -94,10 +102,22 @@ def _stage_lake(parquet: Path, color: str, year: int, month: int, data: Path) ->
         os.link(parquet, dest)
     except OSError:  # another filesystem
         shutil.copyfile(parquet, dest)
-    report = quality.read(layout.quality_path(parquet))
+    report = quality.read(layout.quality_path(_root_of(parquet, unit), unit))
     if report is None:
         raise SystemExit(f"{parquet} has no quality report: convert it with the pipeline first")
-    quality.write(layout.quality_path(dest), report)
+    quality.write(layout.quality_path(data, unit), report)
+
+
+def publish(parquet: Path, report: quality.QualityReport, month: Month) -> None:
+    """Stage and publish a converted month in the lake bucket, as ParquetFile and GCSObject do."""
+    from tlc.gcs.lake import Lake
+    from tlc.lake.target import LakeParquet
+
+    lake = Lake.from_config()
+    target = LakeParquet(lake, _root_of(parquet, month), month, report.rules)
+    target.keep(report)
+    metadata = {"rows": str(report.rows_written), "parquet_sha256": report.parquet.sha256}
+    lake.publish(target.stored(report), layout.lake_key(month), report.parquet.md5, metadata)
 
 
 def _execute(statements: list[sql.Composable | str]) -> None:
@@ -252,13 +272,16 @@ def main() -> int:
         print(f"generating yellow 2021-01 with {args.rows:,} rows ...", flush=True)
         write_month(out / "src", "yellow", 2021, 1, rows=args.rows, seed=1)
         marker.touch()
-    parquet = layout.lake_path(out / "lake-src", Month("yellow", 2021, 1))
-    if not parquet.exists() or parquet.stat().st_mtime < csv_gz.stat().st_mtime:
-        quality.write(layout.quality_path(parquet), convert_month(csv_gz, parquet, Month("yellow", 2021, 1)))
+    month = Month("yellow", 2021, 1)
+    parquet = layout.lake_path(out / "lake-src", month)
+    report = convert_month(csv_gz, parquet, month)
 
     stack = Stack(out / "stack")
     try:
-        rows = run(stack.up(("postgres",)), parquet, csv_gz, out, args.to_sql_rows, args.repeat)
+        env = stack.up(("gcs", "postgres"))
+        os.environ.update({k: v for k, v in env.items() if k == "STORAGE_EMULATOR_HOST"})
+        publish(parquet, report, month)
+        rows = run(env, parquet, csv_gz, out, args.to_sql_rows, args.repeat)
     finally:
         stack.down()
     floor = rows[-1][1]

@@ -98,9 +98,10 @@ def main() -> int:
     bq = f"{env['TLC_BIGQUERY_PROJECT']}.tlc.<color>_tripdata at {env['TLC_BIGQUERY_ENDPOINT']}"
     pg = f"tlc.<color>_tripdata at {env['PGHOST']}:{env['PGPORT']} (. {stack.dir.root / 'env'}; psql)"
     places = [
-        ("raw CSV.gz + download records", str(ROOT / "data" / "raw")),
-        ("Parquet lake, quality reports, ledgers", str(ROOT / "data" / "lake")),
-        ("GCS (fake-gcs-server)", gcs),
+        ("the lake (the truth): raw files, Parquet, records", gcs),
+        ("  published Parquet, alone under its prefix", "lake/v1/<color>/<YYYY>/<color>_tripdata_<YYYY-MM>.parquet"),
+        ("  quality reports and manifests", "lake/_meta/v1/<color>/"),
+        ("this host's cache of it", str(ROOT / "data")),
         ("BigQuery (bqemulator)", bq),
         ("PostgreSQL", pg),
         ("reconciliation page", str(report)),

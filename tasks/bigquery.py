@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from tasks.gcs import GCSObject
 from tasks.params import MonthTask
@@ -19,6 +19,9 @@ class BigQueryTable(MonthTask):
 
     ledger_stage = "bigquery"
     upstream = GCSObject
+    resources: ClassVar[dict[str, int]] = {
+        "bigquery_load": 1
+    }  # loads at once, across hosts: [resources] in luigid's config
 
     def output(self) -> BigQueryMonth:
         from tlc.bigquery.dataset import Dataset  # the client loads only when the sink is used (see tasks.gcs)
@@ -26,7 +29,7 @@ class BigQueryTable(MonthTask):
 
         return BigQueryMonth(Dataset.from_config(), self.unit, ParquetFile.of(self.unit).output())
 
-    def run(self) -> None:
+    def make(self) -> None:
         from tlc.bigquery.load import Load, load_month
 
         out, lake_object = self.output(), self.requires().output()
@@ -36,6 +39,5 @@ class BigQueryTable(MonthTask):
         load = Load(self.unit, lake_object.uri, report.rows_written, report.parquet.sha256, lake_object.generation)
         loaded = load_month(out.ds, load)
         self.record_stage()
-        self.requires().publish_manifest()
         self.set_progress_percentage(100)
         self.set_status_message(f"{self.unit.label}: {loaded:,} rows in {out.table}")

@@ -1,30 +1,38 @@
-"""DownloadCSV: the month's CSV.gz from the DataTalksClub releases, verified, with its lineage record."""
+"""DownloadCSV: the month's CSV.gz from the DataTalksClub releases, verified, kept in the lake's raw zone."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks.params import MonthTask
 from tlc import layout
-from tlc.atomic import read_json, write_json
+from tlc.atomic import read_json
 from tlc.config import PathsConfig, SourceConfig
 from tlc.errors import local_writes
 from tlc.sources import csv_releases
 from tlc.sources.http import download, record_dict, remote_validators, unchanged
-from tlc.sources.target import RawFile
+
+if TYPE_CHECKING:
+    from tlc.sources.target import RawFile
 
 
 class DownloadCSV(MonthTask):
-    """Fetch ``{color}_tripdata_{YYYY}-{MM}.csv.gz``; done when the file matches its record."""
+    """Fetch ``{color}_tripdata_{YYYY}-{MM}.csv.gz``; done when the lake's raw zone holds it whole
+    (see ``tlc.sources.target.RawFile``)."""
 
     ledger_stage = "source"
 
     def output(self) -> RawFile:
-        return RawFile(PathsConfig().root(), self.unit)
+        from tlc.gcs.lake import Lake  # the Google client loads only when a stage runs
+        from tlc.sources.target import RawFile
 
-    def _restore_refused(self, url: str, path: Path) -> bool:
-        """Bring back the kept copy of a refused download while the source vouches it is unchanged.
+        return RawFile(Lake.from_config(), PathsConfig().root(), self.unit)
+
+    def _restore_refused(self, url: str, out: RawFile) -> dict | None:
+        """The record of the kept copy of a refused download, back in place, while the source vouches
+        it is unchanged.
 
         A month refused for its content (see ParquetFile) is then retried without downloading it
         again on every run, and still lands by itself once the source or the pipeline is fixed.
@@ -32,15 +40,14 @@ class DownloadCSV(MonthTask):
         refused = read_json(layout.rejected_record(PathsConfig().root(), self.unit))
         kept = Path(refused["kept"]) if refused and refused.get("kept") else None
         if kept is None or not kept.exists() or kept.stat().st_size != refused.get("size"):
-            return False
+            return None
         if not unchanged(refused, remote_validators(url, SourceConfig().retry())):
-            return False
-        os.replace(kept, path)
-        record = {k: v for k, v in refused.items() if k not in ("kept", "reason", "rejected_at")}
-        write_json(layout.raw_meta_path(path), record)
-        return True
+            return None
+        out.path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(kept, out.path)
+        return {k: v for k, v in refused.items() if k not in ("kept", "reason", "rejected_at")}
 
-    def run(self) -> None:
+    def make(self) -> None:
         out = self.output()
         with local_writes(f"writing the download of {self.unit.label} under {PathsConfig().root()}"):
             cfg = SourceConfig()
@@ -51,18 +58,20 @@ class DownloadCSV(MonthTask):
                 report(done / total if total else 0.0, f"downloading {size}")
 
             url = csv_releases.url(cfg.base_url(), self.unit)
-            if self._restore_refused(url, out.path):
-                self.record_stage()
-                report(1.0, "the source still serves the download refused earlier: converting it again")
-                return
-            record = download(
-                url,
-                out.path,
-                csv_releases.GzipVerifier,
-                retry=cfg.retry(),
-                progress=progress,
-                log=lambda msg: self.set_status_message(f"{self.unit.label}: {msg}"),
-            )
-            write_json(out.record_path, record_dict(record))
-            self.record_stage()
-            report(1.0, f"downloaded {record.size / 1e6:.1f} MB, sha256 {record.sha256[:12]}")
+            record = self._restore_refused(url, out)
+            if record is not None:
+                message = "the source still serves the download refused earlier: converting it again"
+            else:
+                fetched = download(
+                    url,
+                    out.path,
+                    csv_releases.GzipVerifier,
+                    retry=cfg.retry(),
+                    progress=progress,
+                    log=lambda msg: self.set_status_message(f"{self.unit.label}: {msg}"),
+                )
+                record = record_dict(fetched)
+                message = f"downloaded {fetched.size / 1e6:.1f} MB, sha256 {fetched.sha256[:12]}"
+            out.keep(record)
+        self.record_stage()
+        report(1.0, message)

@@ -1,4 +1,4 @@
-"""GCSObject: the month's Parquet in the lake bucket, with its lineage as object metadata."""
+"""GCSObject: the month published in the lake, under its glob-able key, with its lineage as metadata."""
 
 from __future__ import annotations
 
@@ -6,39 +6,39 @@ from typing import TYPE_CHECKING
 
 from tasks.params import MonthTask
 from tasks.parquet import ParquetFile
-from tlc import layout
-from tlc.config import PathsConfig
+from tlc import phases
+from tlc.errors import SinkError
 
 if TYPE_CHECKING:
     from tlc.gcs.target import GcsObject
 
-# The Google clients are imported where a sink is used, not with the module: every luigi
-# CLI run imports every task module, and the clients would add ~0.3 s to each start.
+# The Google clients are imported where a stage runs, not with the module: every luigi CLI
+# run imports every task module, and the clients would add ~0.3 s to each start.
 
 
 class GCSObject(MonthTask):
-    """Upload ``{prefix}/v{schema}/{color}/{YYYY}/{color}_tripdata_{YYYY}-{MM}.parquet``; done when
-    the object is byte for byte the local Parquet (see ``tlc.gcs.target.GcsObject``)."""
+    """Publish ``{prefix}/v{schema}/{color}/year=YYYY/month=MM/{color}_tripdata_YYYY-MM.parquet``
+    (a copy inside GCS of the staged Parquet); done when that object is byte for byte the Parquet
+    its quality report describes (see ``tlc.gcs.target.GcsObject``)."""
 
     ledger_stage = "gcs"
     upstream = ParquetFile
 
     def output(self) -> GcsObject:
-        from tlc.gcs.target import GcsObject, Lake
+        from tlc.gcs.lake import Lake
+        from tlc.gcs.target import GcsObject
 
         return GcsObject(Lake.from_config(), self.unit, self.requires().output())
 
-    def publish_manifest(self) -> None:
-        """Copy the month's ledger next to its object, so the bucket audits itself."""
-        self.output().lake.publish_manifest(layout.manifest_path(PathsConfig().root(), self.unit), self.unit)
-
-    def run(self) -> None:
-        from tlc.gcs import objects
+    def make(self) -> None:
+        from tlc import layout
 
         out = self.output()
-        parquet, report = out.parquet, out.report()
-        self.set_status_message(f"{self.unit.label}: uploading {report.parquet.size / 1e6:.1f} MB to {out.uri}")
-        bucket = out.lake.ensure_bucket()
+        report, lake = out.report(), out.lake
+        staged = out.parquet.stored(report)
+        if staged is None:
+            raise SinkError(f"{self.unit.label}: the staged Parquet is gone from the lake; rerun ParquetFile")
+        self.set_status_message(f"{self.unit.label}: publishing {report.parquet.size / 1e6:.1f} MB at {out.uri}")
         metadata = {
             "rows": str(report.rows_written),
             "schema_version": str(report.schema_version),
@@ -46,8 +46,11 @@ class GCSObject(MonthTask):
             "parquet_sha256": report.parquet.sha256,
             "source_month": self.unit.key,
         }
-        objects.upload(bucket, out.name, parquet.path, report.parquet.md5, metadata, out.lake.retry_seconds)
+        phases.reached("gcs.publishing", name=out.name)
+        if staged.name != out.name:
+            lake.publish(staged, out.key, report.parquet.md5, metadata)
+        for blob in lake.listing(layout.staged_prefix(self.unit)).values():  # published: staging not needed
+            lake.delete(blob)
         self.record_stage()
-        self.publish_manifest()
         self.set_progress_percentage(100)
         self.set_status_message(f"{self.unit.label}: {out.uri} verified (md5)")

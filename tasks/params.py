@@ -13,8 +13,7 @@ from typing import Any, ClassVar
 import luigi
 
 from tlc import ledger, phases
-from tlc.config import PathsConfig
-from tlc.errors import InvalidInput, local_writes
+from tlc.errors import InvalidInput, PipelineError
 from tlc.month import COLORS, Month, validate_color, validate_month_number, validate_year
 
 
@@ -79,6 +78,25 @@ class MonthTask(luigi.Task):
     def requires(self) -> Any:
         return self.upstream.of(self.unit) if self.upstream else []
 
+    def run(self) -> None:
+        """Make the output, unless some worker made it since this task was scheduled.
+
+        With workers on several hosts, luigid can hand out a task another host finished a moment
+        ago (a late "pending" from a third host resets it), so the stage asks its Target first:
+        nothing is fetched, converted or loaded twice.
+        """
+        try:
+            done = self.complete()
+        except PipelineError:  # the check is an optimisation: make() meets the same fault and says so
+            done = False
+        if done:
+            self.set_status_message(f"{self.unit.label}: already done by another worker")
+            return
+        self.make()
+
+    def make(self) -> None:
+        raise NotImplementedError
+
     @classmethod
     def of(cls, unit: Month) -> Any:
         """The task of a month: ``ParquetFile.of(month)``."""
@@ -86,11 +104,11 @@ class MonthTask(luigi.Task):
 
     def record_stage(self) -> None:
         """Write this stage's manifest entry from its output; IngestMonth calls it again if a kill skipped it."""
-        root = PathsConfig().root()
+        from tlc.gcs.lake import Lake  # the Google client loads only when a stage runs
+
         facts = self.output().facts()
         phases.reached(f"{self.ledger_stage}.committed", month=self.unit)
-        with local_writes(f"writing the manifest of {self.unit.label} under {root}"):
-            ledger.record(root, self.unit, self.ledger_stage, facts)
+        ledger.record(Lake.from_config(), self.unit, self.ledger_stage, facts)
 
     def reporter(self, every_seconds: float = 1.0) -> Callable[[float, str], None]:
         """Progress for the scheduler UI, throttled: each update is a scheduler RPC."""

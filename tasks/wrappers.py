@@ -20,7 +20,7 @@ from tasks.params import MonthTask, OptionalWindowParameter, OptionalYearParamet
 from tasks.parquet import ParquetFile
 from tasks.postgres import PostgresTable
 from tlc import ledger
-from tlc.config import PathsConfig, ScheduleConfig, SourceConfig
+from tlc.config import ScheduleConfig, SourceConfig
 from tlc.errors import InvalidInput
 from tlc.month import (
     COLORS,
@@ -53,10 +53,12 @@ class IngestMonth(MonthTask):
         return [DownloadCSV.of(self.unit), *self.requires()]
 
     def unrecorded(self) -> list[str]:
-        """Manifest entries to write; the source's only while its download record is on disk."""
-        kept = ("source",) if DownloadCSV.of(self.unit).output().record_path.exists() else ()
+        """Manifest entries to write; the source's only while the raw zone holds the download."""
+        from tlc.gcs.lake import Lake
+
+        kept = ("source",) if DownloadCSV.of(self.unit).output().exists() else ()
         stages = (*kept, *(t.ledger_stage for t in self.requires()))
-        return ledger.unrecorded(PathsConfig().root(), self.unit, stages)
+        return ledger.unrecorded(Lake.from_config(), self.unit, stages)
 
     def complete(self) -> bool:
         return all(t.complete() for t in self.requires()) and not self.unrecorded()
@@ -66,8 +68,6 @@ class IngestMonth(MonthTask):
         for task in self._stage_tasks():
             if task.ledger_stage in missing:
                 task.record_stage()
-        if missing:
-            GCSObject.of(self.unit).publish_manifest()
 
 
 class IngestRange(luigi.WrapperTask):

@@ -56,14 +56,27 @@ def cfg(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], str]:
     return values
 
 
+def _suffix(request: pytest.FixtureRequest) -> str:
+    return f"{abs(hash(request.node.nodeid)) % 10**8:08d}"
+
+
 @pytest.fixture
 def pipeline_env(
-    tmp_path: Path, source: SourceServer, monkeypatch: pytest.MonkeyPatch, cfg: dict[tuple[str, str], str]
+    tmp_path: Path,
+    source: SourceServer,
+    monkeypatch: pytest.MonkeyPatch,
+    cfg: dict[tuple[str, str], str],
+    gcp_stack: dict[str, str],
+    request: pytest.FixtureRequest,
 ) -> Path:
-    """Point the pipeline at the loopback source and a fresh data dir; fast retries."""
+    """Point the pipeline at the loopback source, a lake bucket of this test's own (the lake is the
+    truth of every stage) and a fresh data dir (this host's cache); fast retries."""
     data = tmp_path / "data"
     monkeypatch.setenv("TLC_SOURCE_URL", source.url)
     monkeypatch.setenv("TLC_DATA_DIR", str(data))
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcp_stack["STORAGE_EMULATOR_HOST"])
+    monkeypatch.setenv("TLC_GCS_BUCKET", f"tlc-test-{_suffix(request)}")
+    cfg["tlc.gcs", "retry_seconds"] = "5"
     return data
 
 
@@ -86,7 +99,7 @@ def gcp_env(
     """The emulators' endpoints, and a bucket and dataset of this test's own."""
     for key, value in gcp_stack.items():
         monkeypatch.setenv(key, value)
-    suffix = f"{abs(hash(request.node.nodeid)) % 10**8:08d}"
+    suffix = _suffix(request)
     monkeypatch.setenv("TLC_GCS_BUCKET", f"tlc-test-{suffix}")
     cfg["tlc.bigquery", "dataset"] = f"tlc_test_{suffix}"
     cfg["tlc.gcs", "retry_seconds"] = "5"

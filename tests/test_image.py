@@ -56,10 +56,11 @@ def test_images_build_and_run_one_month_end_to_end(podman: Podman, tmp_path_fact
     assert "--colors" in result.help_text and "IngestRange" in result.help_text
     assert "This progress looks :) because there were no failed tasks" in result.month_log
     assert result.counts == dict.fromkeys(("source", "parquet", "gcs", "bigquery", "postgres"), "3,000")
-    # Written by the container's user into the bind-mounted volume, read by the host's report.
-    manifest = next((work / "volumes" / "tlc-data" / "lake").rglob("yellow_tripdata_2021-01.manifest.json"))
-    assert manifest.stat().st_uid == IMAGE_UID
-    assert json.loads(manifest.read_text())["month"] == "2021-01"
+    # The container's cache, written by its user into the bind-mounted volume (the report, on the
+    # host, read everything from the lake).
+    report = next((work / "volumes" / "tlc-data" / "lake").rglob("yellow_tripdata_2021-01.quality.json"))
+    assert report.stat().st_uid == IMAGE_UID
+    assert json.loads(report.read_text())["month"] == 1
     # The emulators shared compose's gcs-data volume: the object bqemulator loaded is fake-gcs-server's file.
     assert list((work / "volumes" / "gcs-data" / "tlc-lake").rglob("yellow_tripdata_2021-01.parquet"))
     ARTIFACTS.mkdir(exist_ok=True)

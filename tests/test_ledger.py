@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 from scripts.make_sample_data import write_month
@@ -10,6 +11,7 @@ from tasks import ParquetFile
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
 from tlc import layout, ledger
+from tlc.gcs.lake import Lake
 from tlc.month import Month
 from tlc.refresh import main as refresh
 
@@ -20,7 +22,7 @@ def test_stages_record_lineage_and_a_changed_upstream_is_reingested_on_request(
     src = write_month(source_dir, "green", 2020, 6, rows=1500, seed=1)
     task = ParquetFile(color="green", year=2020, month=6)
     assert run([task]).ok
-    manifest = ledger.read(pipeline_env, Month("green", 2020, 6))
+    manifest = ledger.read(Lake.from_config(), Month("green", 2020, 6))
     stages = manifest["stages"]
     assert manifest["month"] == "2020-06" and manifest["schema_version"] == 1
     assert stages["source"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
@@ -42,15 +44,40 @@ def test_stages_record_lineage_and_a_changed_upstream_is_reingested_on_request(
     assert run([task]).ok
     report = task.output().report()
     assert report.rows_written == 1700
-    stages = ledger.read(pipeline_env, Month("green", 2020, 6))["stages"]
+    stages = ledger.read(Lake.from_config(), Month("green", 2020, 6))["stages"]
     assert stages["parquet"]["sha256"] == report.parquet.sha256
     assert stages["source"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert layout.raw_path(pipeline_env, Month("green", 2020, 6)).read_bytes() == src.read_bytes()
 
 
-def test_a_new_parquet_marks_later_stages_stale(tmp_path: Path) -> None:
-    ledger.record(tmp_path, Month("yellow", 2021, 1), "gcs", {"parquet_sha256": "a" * 64})
-    ledger.record(tmp_path, Month("yellow", 2021, 1), "postgres", {"parquet_sha256": "b" * 64})
-    ledger.record(tmp_path, Month("yellow", 2021, 1), "parquet", {"sha256": "a" * 64, "source_sha256": "c" * 64})
-    stages = ledger.read(tmp_path, Month("yellow", 2021, 1))["stages"]
+def test_a_new_parquet_marks_later_stages_stale(pipeline_env: Path) -> None:
+    lake, month = Lake.from_config(), Month("yellow", 2021, 1)
+    ledger.record(lake, month, "gcs", {"parquet_sha256": "a" * 64})
+    ledger.record(lake, month, "postgres", {"parquet_sha256": "b" * 64})
+    ledger.record(lake, month, "parquet", {"sha256": "a" * 64, "source_sha256": "c" * 64})
+    stages = ledger.read(lake, month)["stages"]
     assert "stale" not in stages["gcs"] and stages["postgres"]["stale"] is True
+
+
+def test_records_of_many_writers_at_once_are_all_kept(pipeline_env: Path) -> None:
+    """Stages of one month finish at once on several hosts: each update is guarded by the manifest's
+    generation, so a writer that lost the race reads again and none of the entries is lost."""
+    lake, month = Lake.from_config(), Month("green", 2021, 1)
+    writers = [("source", {"sha256": "c" * 64})] + [
+        (stage, {"parquet_sha256": "a" * 64}) for stage in ledger.STAGES[2:]
+    ]
+    writers = writers * 4
+    barrier = threading.Barrier(len(writers))
+
+    def write(stage: str, facts: dict) -> None:
+        barrier.wait()
+        ledger.record(lake, month, stage, facts)
+
+    threads = [threading.Thread(target=write, args=w) for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    manifest = ledger.read(lake, month)
+    assert set(manifest["stages"]) == {"source", "gcs", "bigquery", "postgres"}
+    assert sorted(h["stage"] for h in manifest["history"]) == sorted(stage for stage, _ in writers)

@@ -10,11 +10,12 @@ import psycopg2
 import pytest
 
 from scripts.make_sample_data import write_month
-from tasks import GCSObject, IngestRange
+from tasks import GCSObject, IngestRange, ParquetFile
 from tests.browser import ARTIFACTS, chromium, require_chromium
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
-from tlc.gcs.target import Lake
+from tlc.gcs.lake import Lake
+from tlc.month import Month
 from tlc.report.__main__ import main as report
 
 
@@ -75,4 +76,21 @@ def test_report_reconciles_then_turns_red_on_tampering(landed: Path, tmp_path: P
     chromium(f"--screenshot={png}", page.as_uri(), profile=tmp_path / "p2")
     header = png.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", header[16:24]) == (1400, 900)
+
+    # The quality view: each month's quality report, as the browser renders it.
+    text = dom.stdout.decode()
+    assert "Quality: what each month holds" in text
+    for color, month in (("yellow", 1), ("yellow", 2), ("green", 1)):
+        q = ParquetFile.of(Month(color, 2021, month)).output().report()
+        cells = (
+            f"<th>2021-{month:02d}</th><td>{q.rows_read:,}</td><td>{q.rows_written:,}</td><td>none</td>"
+            f"<td>{q.out_of_month_pickups:,}</td><td>{q.negative_amount_rows:,}</td>"
+        )
+        assert cells in text, (color, month)
+        assert q.out_of_month_pickups > 0 and q.negative_amount_rows > 0  # the charts have something to show
+    assert text.count('aria-label="yellow: share of rows flagged per month"') == 1
+    tall = ARTIFACTS / "report-quality.png"
+    tall.unlink(missing_ok=True)
+    chromium(f"--screenshot={tall}", "--window-size=1400,2400", page.as_uri(), profile=tmp_path / "p3")
+    assert struct.unpack(">II", tall.read_bytes()[16:24]) == (1400, 2400)
     assert png.stat().st_size > 10_000

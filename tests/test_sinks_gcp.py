@@ -20,8 +20,9 @@ from tlc.bigquery.load import Load, load_month
 from tlc.bigquery.target import BigQueryMonth
 from tlc.config import BigQueryConfig
 from tlc.errors import SinkError
+from tlc.gcs.lake import Lake
 from tlc.gcs.objects import md5_b64
-from tlc.gcs.target import GcsObject, Lake
+from tlc.gcs.target import GcsObject
 from tlc.month import Month
 
 MONTHS = [("yellow", 2021, 1), ("yellow", 2021, 2), ("green", 2021, 1)]
@@ -68,6 +69,7 @@ def test_months_land_in_lake_and_warehouse_then_rerun_is_noop(
     assert types["pickup_datetime"] == "DATETIME" and types["vendor_id"] in ("INTEGER", "INT64")
     assert types["source_month"] == "DATE" and types["total_amount"] in ("FLOAT", "FLOAT64")
     assert table.time_partitioning.field == "source_month"
+    assert table.clustering_fields == ["pu_location_id", "vendor_id"]
     local = parquet_of(pipeline_env, "yellow", 2021, 1)
     [row] = ds.query(
         f"SELECT SUM(total_amount) AS total, COUNTIF(vendor_id IS NULL) AS null_vendor, MIN(pickup_datetime) AS first "

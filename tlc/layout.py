@@ -1,7 +1,19 @@
-"""Where each stage's output lives, locally and in the bucket: one function per artefact.
+"""Where every artefact of a month lives: one function per artefact, in the bucket and on local disk.
 
-The lake key carries the schema version, so Parquet files of two schema versions never
-overwrite or mix with each other; the same key is used on disk and as the GCS object name.
+The lake bucket is the truth, so that workers on several hosts see one another's work; the
+local data directory is a cache of it, laid out the same way. Under the ``[tlc.gcs] prefix``:
+
+    raw/{color}/{color}_tripdata_YYYY-MM.csv.gz          the source file as published
+    _staging/v{S}/{color}/{stem}.{sha12}.parquet         a converted month, not yet published
+    v{S}/{color}/YYYY/{stem}.parquet                     the published month: Parquet alone under
+                                                         its prefix, so outside tools can glob it
+    _meta/v{S}/{color}/{stem}.quality.json               the month's quality report
+    _meta/v{S}/{color}/{stem}.manifest.json              the month's ledger
+
+``S`` is the schema version: Parquet files of two schema versions never overwrite or mix.
+Why not hive-style ``year=YYYY/month=MM`` keys: DuckDB (and so bqemulator's load jobs) reads
+such directory names as extra columns, and a load into the month's table then fails; every
+row carries ``source_month`` anyway, which readers filter on (row-group statistics prune).
 """
 
 from __future__ import annotations
@@ -12,11 +24,57 @@ from tlc.month import Month
 from tlc.schema import SCHEMA_VERSION
 
 RAW_SUFFIX = ".csv.gz"
+_V = f"v{SCHEMA_VERSION}"
 
 
 def raw_name(month: Month) -> str:
     """The source file's own name, as the publisher spells it."""
     return month.stem + RAW_SUFFIX
+
+
+# --- keys in the bucket, relative to the lake prefix ------------------------------------------
+
+
+def raw_key(month: Month) -> str:
+    return f"raw/{month.color}/{raw_name(month)}"
+
+
+def staged_key(month: Month, sha256: str) -> str:
+    """A converted month awaiting publication, named by content so two conversions never collide."""
+    return f"{staged_prefix(month)}{sha256[:12]}.parquet"
+
+
+def staged_prefix(month: Month) -> str:
+    return f"_staging/{_V}/{month.color}/{month.stem}."
+
+
+def lake_key(month: Month) -> str:
+    return f"{color_prefix(month.color)}{month.year}/{month.stem}.parquet"
+
+
+def color_prefix(color: str) -> str:
+    """Every published month of a color, and nothing else, lies under this prefix."""
+    return f"{_V}/{color}/"
+
+
+def lake_glob(color: str) -> str:
+    """The published months of a color as a glob (DuckDB, BigQuery external tables)."""
+    return f"{color_prefix(color)}*/*.parquet"
+
+
+def meta_prefix(color: str | None = None) -> str:
+    return f"_meta/{_V}/" + (f"{color}/" if color else "")
+
+
+def quality_key(month: Month) -> str:
+    return f"{meta_prefix(month.color)}{month.stem}.quality.json"
+
+
+def manifest_key(month: Month) -> str:
+    return f"{meta_prefix(month.color)}{month.stem}.manifest.json"
+
+
+# --- the local cache: the same layout under the data directory ---------------------------------
 
 
 def raw_path(root: Path, month: Month) -> Path:
@@ -27,6 +85,14 @@ def raw_meta_path(raw: Path) -> Path:
     return raw.with_name(raw.name + ".meta.json")
 
 
+def lake_path(root: Path, month: Month) -> Path:
+    return root / "lake" / lake_key(month)
+
+
+def quality_path(root: Path, month: Month) -> Path:
+    return root / "lake" / quality_key(month)
+
+
 def rejected_record(root: Path, month: Month) -> Path:
     """The record of the month's last refused download: its download record, why, and where it is kept."""
     return root / "rejected" / month.color / (raw_name(month) + ".meta.json")
@@ -35,29 +101,3 @@ def rejected_record(root: Path, month: Month) -> Path:
 def rejected_copy(root: Path, month: Month, sha256: str) -> Path:
     """A refused download, kept out of the task graph; named by content, so none overwrites another."""
     return root / "rejected" / month.color / f"{month.stem}.{sha256[:12]}{RAW_SUFFIX}"
-
-
-def lake_prefix(color: str) -> str:
-    return f"v{SCHEMA_VERSION}/{color}/"
-
-
-def lake_key(month: Month) -> str:
-    return f"{lake_prefix(month.color)}{month.year}/{month.stem}.parquet"
-
-
-def lake_path(root: Path, month: Month) -> Path:
-    return root / "lake" / lake_key(month)
-
-
-def quality_path(parquet: Path) -> Path:
-    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".quality.json")
-
-
-def manifest_path(root: Path, month: Month) -> Path:
-    parquet = lake_path(root, month)
-    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".manifest.json")
-
-
-def manifest_name(object_name: str) -> str:
-    """The manifest's object name beside the month's lake object."""
-    return object_name.removesuffix(".parquet") + ".manifest.json"

@@ -1,26 +1,27 @@
-"""The ledger: one manifest per month recording what every stage produced.
+"""The ledger: one manifest per month, in the lake bucket, recording what every stage produced.
 
-``{lake}/…/{color}_tripdata_{YYYY}-{MM}.manifest.json`` is plain JSON beside the Parquet (and
-copied next to the object in the bucket), so anyone can audit a month without the pipeline:
-rows, bytes and checksums at each stage, the source's ETag and sha256, rows dropped per rule,
-and when each stage ran. Stages of one month may finish concurrently (BigQuery and Postgres
-under ``--workers 2``), so each update is a locked read-modify-write followed by an atomic
-rename.
+``{prefix}/_meta/v{S}/{color}/{stem}.manifest.json`` is plain JSON, so anyone can audit a month
+without the pipeline: rows, bytes and checksums at each stage, the source's ETag and sha256,
+rows dropped per rule, when and where each stage ran, and a history of every stage record
+(so "each month was converted once" can be counted). Stages of one month may finish at once
+on several hosts, so each update is a read-modify-write guarded by the object's generation:
+a writer that lost the race reads again and retries, and no entry is ever lost.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+import os
+import socket
+from typing import TYPE_CHECKING, Any
 
 from tlc import layout
-from tlc.atomic import read_json, write_json
+from tlc.errors import SinkError
 from tlc.month import Month
 from tlc.schema import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from tlc.gcs.lake import Lake
 
 STAGES = ("source", "parquet", "gcs", "bigquery", "postgres")
 # Which stage each stage was made from, and the key under which it records that input's sha256.
@@ -31,42 +32,50 @@ _MADE_FROM = {
     "postgres": "parquet_sha256",
 }
 _INPUT = {"parquet": "source", "gcs": "parquet", "bigquery": "parquet", "postgres": "parquet"}
+HISTORY = 200  # stage records kept per month, newest last
+ATTEMPTS = 50  # a manifest updated by this many writers at once is a sign of a runaway, not of load
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def worker() -> str:
+    """Who wrote an entry: the host (``TLC_WORKER_NAME`` names it when hostnames say nothing) and pid."""
+    return f"{os.environ.get('TLC_WORKER_NAME') or socket.gethostname()}:{os.getpid()}"
 
 
-def read(root: Path, month: Month) -> dict[str, Any]:
-    return read_json(layout.manifest_path(root, month)) or {}
+def read(lake: Lake, month: Month) -> dict[str, Any]:
+    doc, _ = lake.read_json(layout.manifest_key(month))
+    return doc or {}
 
 
-def unrecorded(root: Path, month: Month, stages: tuple[str, ...] = STAGES) -> list[str]:
+def unrecorded(lake: Lake, month: Month, stages: tuple[str, ...] = STAGES) -> list[str]:
     """Stages of ``stages`` the manifest lacks or marks stale: a kill between a sink's commit
     and its ``record`` leaves one, and IngestMonth records it again from the sink's state."""
-    recorded = read(root, month).get("stages", {})
+    recorded = read(lake, month).get("stages", {})
     return [s for s in stages if s not in recorded or recorded[s].get("stale")]
 
 
-def record(root: Path, month: Month, stage: str, facts: dict[str, Any]) -> dict[str, Any]:
+def _updated(manifest: dict[str, Any], month: Month, stage: str, facts: dict[str, Any]) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    manifest.update(color=month.color, month=month.key, schema_version=SCHEMA_VERSION)
+    stages = manifest.setdefault("stages", {})
+    stages[stage] = {**facts, "recorded_at": now, "worker": worker()}
+    for later, entry in stages.items():
+        if _INPUT.get(later) == stage and entry.get(_MADE_FROM[later]) != facts.get("sha256"):
+            entry["stale"] = True  # made from an older input; its task will redo it
+    history = manifest.setdefault("history", [])
+    made = facts.get("sha256") or facts.get("parquet_sha256")
+    history.append({"stage": stage, "at": now, "worker": worker(), "sha256": made})
+    del history[:-HISTORY]
+    return manifest
+
+
+def record(lake: Lake, month: Month, stage: str, facts: dict[str, Any]) -> dict[str, Any]:
     """Set ``stage``'s entry; a new source or Parquet invalidates what later stages recorded."""
     if stage not in STAGES:
         raise ValueError(f"unknown ledger stage {stage!r}")
-    path = layout.manifest_path(root, month)
-    with _locked(path):
-        manifest = read_json(path) or {}
-        manifest.update(color=month.color, month=month.key, schema_version=SCHEMA_VERSION)
-        stages = manifest.setdefault("stages", {})
-        stages[stage] = {**facts, "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-        for later, entry in stages.items():
-            if _INPUT.get(later) == stage and entry.get(_MADE_FROM[later]) != facts.get("sha256"):
-                entry["stale"] = True  # made from an older input; its task will redo it
-        write_json(path, manifest)
-    return manifest
+    key = layout.manifest_key(month)
+    for _ in range(ATTEMPTS):
+        manifest, generation = lake.read_json(key)
+        manifest = _updated(manifest or {}, month, stage, facts)
+        if lake.write_json(key, manifest, if_generation_match=generation):
+            return manifest
+    raise SinkError(f"the manifest of {month.label} kept changing under {ATTEMPTS} attempts to record {stage}")

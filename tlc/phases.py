@@ -15,7 +15,8 @@ from typing import Any
 # Every phase a stage announces, with the context it passes.
 PHASES = {
     "parquet.row_group_written": "a row group of the month is in the temporary Parquet (rows, bytes so far)",
-    "gcs.uploading": "the object's upload is about to start (name)",
+    "gcs.uploading": "an upload to the lake is about to start: the raw zone, a staged Parquet (name)",
+    "gcs.publishing": "the staged Parquet is about to be published under its lake key (name)",
     "bigquery.loading": "a month's load is about to begin: nothing is staged yet (month, uri)",
     "bigquery.swapping": "the staging table is loaded and checked; this attempt of the swap is about to run (staging)",
     "postgres.copying": "rows are streaming into the staging table (rows copied so far, expected)",

@@ -85,15 +85,19 @@ class QualityReport:
         return report
 
 
-def read(path: Path) -> QualityReport | None:
-    """The report at ``path``; None when it is missing, unreadable or not a whole report."""
-    doc = read_json(path)
+def parse(doc: dict[str, Any] | None) -> QualityReport | None:
+    """A report from its JSON document; None when it is missing or not a whole report."""
     if not doc:
         return None
     try:
         return QualityReport.from_dict(doc)
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def read(path: Path) -> QualityReport | None:
+    """The report at ``path`` (a local copy); None when it is missing, unreadable or not a whole report."""
+    return parse(read_json(path))
 
 
 def write(path: Path, report: QualityReport) -> None:

@@ -12,13 +12,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tlc import layout, ledger
 from tlc.config import PathsConfig, SourceConfig
 from tlc.errors import PipelineError
+from tlc.gcs.lake import Lake
 from tlc.month import Month, parse_colors, parse_span
 from tlc.sources import csv_releases
 from tlc.sources.http import changed, redact_url, remote_validators
+
+
+def invalidate(lake: Lake, root: Path, month: Month) -> None:
+    """Drop the month's download and quality report, in the lake and in this host's cache: the next
+    run downloads and converts it again, and every sink, checking the Parquet's sha256, reloads it."""
+    for blob in (lake.get(layout.raw_key(month)), lake.get(layout.quality_key(month))):
+        if blob is not None:
+            lake.delete(blob)
+    for path in (layout.raw_meta_path(layout.raw_path(root, month)), layout.quality_path(root, month)):
+        path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         span = parse_span(args.start, args.stop)
         months = [Month(c, y, m) for c in parse_colors(args.colors) for y, m in span]
-        root, src = PathsConfig().root(), SourceConfig()
+        root, src, lake = PathsConfig().root(), SourceConfig(), Lake.from_config()
         stale = []
         for m in months:
-            recorded = ledger.read(root, m).get("stages", {}).get("source")
+            recorded = ledger.read(lake, m).get("stages", {}).get("source")
             if not recorded:
                 continue  # never ingested: nothing to compare
             url = csv_releases.url(src.base_url(), m)
@@ -43,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 stale.append(m)
                 print(f"{m.label}: changed upstream ({', '.join(diff)}) at {redact_url(url)}")
         for m in stale if args.apply else []:
-            raw = layout.raw_path(root, m)
-            parquet = layout.lake_path(root, m)
-            for path in (layout.raw_meta_path(raw), layout.quality_path(parquet)):
-                path.unlink(missing_ok=True)
+            invalidate(lake, root, m)
             print(f"{m.label}: invalidated; the next IngestRange re-ingests it")
     except (PipelineError, OSError) as exc:
         print(f"refresh: {exc}", file=sys.stderr)

@@ -32,19 +32,45 @@ class SinkState:
 
 
 class SinkTarget(luigi.Target, Generic[H]):
-    """One month in one sink, checked against the month's canonical Parquet."""
+    """One month in one sink, checked against the month's canonical Parquet (its quality report).
+
+    A subclass says how to look the month up in its sink, for one month (``_lookup_one``) and
+    for many (``_lookup``: one listing or query per color), and what it found means
+    (``_state``). Done is then, everywhere: the sink holds exactly the Parquet of the report,
+    and that report was made under the configuration in force, so a changed cleaning rule
+    or a rebuilt Parquet reloads every sink in the same run.
+    """
 
     stage: ClassVar[str] = ""  # the ledger stage it records (tlc.ledger.STAGES)
 
     def __init__(self, handle: H, month: Month, parquet: LakeParquet) -> None:
         self.handle, self.month, self.parquet = handle, month, parquet
 
+    def _lookup_one(self) -> Any:
+        return self._lookup([self])[0]
+
     @classmethod
-    def observe_all(cls, targets: list[Any]) -> list[SinkState]:
+    def _lookup(cls, targets: list[Any]) -> list[Any]:
         raise NotImplementedError
 
+    def _state(self, found: Any, report: QualityReport | None) -> SinkState:
+        raise NotImplementedError
+
+    def _judged(self, rows: int | None, matches: bool, report: QualityReport | None, note: str = "") -> SinkState:
+        return SinkState(rows, matches and self.parquet.current(report), note)
+
     def observe(self) -> SinkState:
-        return self.observe_all([self])[0]
+        return self._state(self._lookup_one(), self.parquet.report())
+
+    @classmethod
+    def observe_all(cls, targets: list[Any]) -> list[SinkState]:
+        """Many months with one listing or query per color; the reports with one listing per color."""
+        if not targets:
+            return []
+        reports = LakeParquet.reports([t.parquet for t in targets])
+        return [
+            t._state(found, report) for t, found, report in zip(targets, cls._lookup(targets), reports, strict=True)
+        ]
 
     def exists(self) -> bool:
         return self.observe().done

@@ -43,6 +43,7 @@ AFTER = ("postgres",)  # its task history lives there; restarted when PostgreSQL
 REPO = Path(__file__).resolve().parents[2]
 SERVER_CONFIG = REPO / "deploy" / "luigid.cfg"
 CLIENT_CONFIG = "luigi-stack.cfg"
+OVERRIDES = "luigid-overrides.cfg"  # optional, in the stack dir: merged over deploy/luigid.cfg
 # libpq variables of the caller's shell (a sourced .stack/env holds the pipeline's role and
 # password) must not reach luigid: PGPASSWORD would win over its passfile.
 LIBPQ_VARS = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGPASSFILE", "PGSERVICE")
@@ -81,12 +82,13 @@ def _pgpass_field(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def server_config(pg: dict | None, passfile: Path) -> tuple[str, dict[str, str]]:
-    """luigid's config (deploy/luigid.cfg with the stack's history database) and the extra
-    environment luigid needs; writes the passfile when history is on."""
+def server_config(pg: dict | None, passfile: Path, overrides: Path | None = None) -> tuple[str, dict[str, str]]:
+    """luigid's config (deploy/luigid.cfg with the stack's history database, then ``overrides``
+    when it exists: a test's faster retry settings, say) and the extra environment luigid needs;
+    writes the passfile when history is on."""
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.optionxform = str  # type: ignore[assignment, method-assign]  # keep luigi's key spelling
-    cfg.read(SERVER_CONFIG)
+    cfg.read([SERVER_CONFIG, *([overrides] if overrides and overrides.exists() else [])])
     env: dict[str, str] = {}
     if pg is None:
         cfg["scheduler"]["record_task_history"] = "false"
@@ -113,7 +115,7 @@ def start(stack: StackDir) -> dict:
     state_path = stack.path("luigid", "state.pickle")
     logdir = stack.path("luigid", "logs", ".keep").parent  # --logdir must exist already
     pg = _postgres(stack)
-    config_text, env = server_config(pg, stack.path("luigid", "pgpass"))
+    config_text, env = server_config(pg, stack.path("luigid", "pgpass"), stack.root / OVERRIDES)
     config = stack.path("luigid", "luigid.cfg")
     _write_private(config, config_text)
     port = free_port()

@@ -34,8 +34,8 @@ from tests.sourceserver import SourceServer
 from tlc import layout, schema
 from tlc.bigquery import state
 from tlc.bigquery.dataset import Dataset
+from tlc.gcs.lake import Lake
 from tlc.gcs.objects import md5_b64
-from tlc.gcs.target import Lake
 from tlc.month import Month
 from tlc.postgres import binary_copy
 

@@ -27,8 +27,9 @@ import pyarrow.parquet as pq
 
 from tests.conftest import ROOT
 from tlc import layout
-from tlc.atomic import read_json
+from tlc.gcs.lake import Lake
 from tlc.lake.convert import convert_month
+from tlc.lake.target import LakeParquet
 from tlc.month import Month
 
 T = TypeVar("T")
@@ -48,20 +49,13 @@ def poll(check: Callable[[], T], what: str, timeout: float = 30.0, interval: flo
 
 
 def temporaries(root: Path) -> list[Path]:
-    """Temporary files of atomic writers (``.<name>.tmp-<pid>-<hex>``) anywhere under ``root``."""
+    """Temporary files of atomic writers (``.<name>.tmp-<host>-<pid>-<hex>``) anywhere under ``root``."""
     return sorted(p for p in root.rglob(".*.tmp-*")) if root.exists() else []
 
 
 def files(root: Path) -> list[Path]:
     """Every regular file under ``root`` (lock files of the ledger included)."""
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
-def final_outputs(data: Path, color: str, year: int, month: int) -> list[Path]:
-    """Which of the month's local final outputs exist (raw + record, Parquet + report)."""
-    raw = layout.raw_path(data, Month(color, year, month))
-    lake = layout.lake_path(data, Month(color, year, month))
-    return [p for p in (raw, layout.raw_meta_path(raw), lake, layout.quality_path(lake)) if p.exists()]
 
 
 @functools.lru_cache(maxsize=32)
@@ -83,18 +77,25 @@ def row_counter(table: pa.Table) -> Counter:
 
 
 def assert_lake_exact(data: Path, color: str, year: int, month: int, src: Path) -> pa.Table:
-    """Raw copy, Parquet and quality report of the month match the published file exactly."""
-    raw = layout.raw_path(data, Month(color, year, month))
-    assert raw.read_bytes() == src.read_bytes(), "raw copy differs from the published file"
-    parquet = layout.lake_path(data, Month(color, year, month))
-    table = pq.read_table(parquet)
+    """The lake holds exactly the published file: its raw zone the source's bytes, its Parquet (staged
+    or published) an independent conversion of them, its report their counts and checksums; this
+    host's cache, where present, the same bytes."""
+    unit, lake = Month(color, year, month), Lake.from_config()
+    raw = lake.get(layout.raw_key(unit))
+    assert raw is not None and raw.download_as_bytes() == src.read_bytes(), "raw zone differs from the published file"
+    report = LakeParquet(lake, data, unit, {}).report()
+    assert report is not None, "no quality report in the lake"
+    stored = LakeParquet(lake, data, unit, report.rules).stored(report)
+    assert stored is not None, "the Parquet the report describes is not in the lake"
+    body = stored.download_as_bytes()
+    table = pq.read_table(pa.BufferReader(body))
     expected = reference(src, color, year, month)
     assert table.equals(expected), "Parquet differs from an independent conversion of the source"
-    report = read_json(layout.quality_path(parquet))
-    assert report is not None
-    assert report["rows_written"] == report["rows_read"] == expected.num_rows
-    assert report["source"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
-    assert report["parquet"]["sha256"] == hashlib.sha256(parquet.read_bytes()).hexdigest()
+    assert report.rows_written == report.rows_read == expected.num_rows
+    assert report.source.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert report.parquet.sha256 == hashlib.sha256(body).hexdigest()
+    for cached, truth in ((layout.raw_path(data, unit), src.read_bytes()), (layout.lake_path(data, unit), body)):
+        assert not cached.exists() or cached.read_bytes() == truth, f"cache {cached} differs from the lake"
     assert temporaries(data) == [], f"stale temporaries left: {temporaries(data)}"
     return table
 

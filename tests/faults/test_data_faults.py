@@ -31,6 +31,7 @@ from tests.luigirun import run
 from tests.sourceserver import SourceServer
 from tlc import layout
 from tlc.atomic import read_json
+from tlc.gcs.lake import Lake
 from tlc.lake import writer
 from tlc.month import Month
 from tlc.sources import csv_releases
@@ -129,8 +130,10 @@ def refused_run(data: Path, caplog: pytest.LogCaptureFixture, message: str) -> N
     assert not result.ok and result.failed == {task.task_id}
     [line] = error_messages(caplog.records)
     assert "ParquetFile(color=yellow, year=2021, month=3)" in line and message in line and "\n" not in line
-    lake = layout.lake_path(data, Month(*MONTH))
-    assert not lake.exists() and not layout.quality_path(lake).exists()
+    month, lake = Month(*MONTH), Lake.from_config()
+    assert not layout.lake_path(data, month).exists() and not layout.quality_path(data, month).exists()
+    assert lake.get(layout.quality_key(month)) is None and lake.listing(layout.staged_prefix(month)) == {}
+    assert lake.get(layout.raw_key(month)) is None  # refused: out of the raw zone too, so a rerun asks the source
     assert temporaries(data) == [] and not task.complete()
 
 
@@ -212,7 +215,7 @@ def test_year_3019_pickup_is_kept_and_counted_in_every_sink(
     table = pq.read_table(layout.lake_path(pipeline_env, Month(*MONTH)))
     changed = [i for i, (a, b) in enumerate(zip(table.to_pylist(), good.to_pylist(), strict=True)) if a != b]
     assert changed == [LATE] and table.slice(LATE, 1).to_pylist()[0]["pickup_datetime"].year == 3019
-    report = read_json(layout.quality_path(layout.lake_path(pipeline_env, Month(*MONTH))))
+    report = read_json(layout.quality_path(pipeline_env, Month(*MONTH)))
     assert report["pickup_max"].startswith("3019-03-01") and report["rows_dropped"] == {}
     assert report["out_of_month_pickups"] == out_of_month(table) == out_of_month(good) + 1
 

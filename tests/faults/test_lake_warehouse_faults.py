@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 from google.api_core import exceptions as gexc
 
-from tasks import BigQueryTable, GCSObject
+from tasks import BigQueryTable, DownloadCSV, GCSObject
 from tests.faults.conftest import Sinks
 from tests.faults.helpers import error_messages, row_counter
 from tests.luigirun import run
@@ -77,11 +77,13 @@ def loaded(pipeline_env: Path, source: SourceServer, sinks: Sinks, publish: Call
     return Loaded(pipeline_env, sinks, publish)
 
 
-def failing_run(caplog: pytest.LogCaptureFixture, task: Any, *needles: str) -> str:
+def failing_run(caplog: pytest.LogCaptureFixture, task: Any, *needles: str, failing: Any = None) -> str:
+    """Run ``task``; ``failing`` (default: the task itself) fails in one line holding ``needles``."""
+    failing = failing or task
     with caplog.at_level(logging.ERROR, logger="luigi-interface"):
         result = run([task])
-    assert not result.ok and task.task_id in result.failed
-    [line] = [m for m in error_messages(caplog.records) if task.task_id.split("_")[0] in m]
+    assert not result.ok and failing.task_id in result.failed
+    [line] = [m for m in error_messages(caplog.records) if failing.task_id.split("_")[0] in m]
     assert "\n" not in line and all(n in line for n in needles), line
     return line
 
@@ -111,6 +113,14 @@ def service_outage(sinks: Sinks, service: str, back_soon: bool) -> tuple[Callabl
     return once(stop), restarted
 
 
+# Where the lake goes away: uploading the new download to the raw zone, or publishing the Parquet.
+GCS_PHASES = {
+    "upload": ("gcs.uploading", DownloadCSV, "GCS upload to gs://"),
+    "publish": ("gcs.publishing", GCSObject, "GCS publish of gs://"),
+}
+
+
+@pytest.mark.parametrize("step", list(GCS_PHASES))
 @pytest.mark.parametrize("outage", ["shorter-than-deadline", "longer-than-deadline"])
 def test_gcs_stopped_mid_upload(
     loaded: Loaded,
@@ -119,16 +129,18 @@ def test_gcs_stopped_mid_upload(
     on_phase: Any,
     caplog: pytest.LogCaptureFixture,
     outage: str,
+    step: str,
 ) -> None:
     short = outage == "shorter-than-deadline"
+    phase, failing, message = GCS_PHASES[step]
     cfg["tlc.gcs", "retry_seconds"] = "30" if short else "2"
     stop_once, restarted = service_outage(sinks, "gcs", back_soon=short)
-    on_phase("gcs.uploading", lambda name: stop_once())
+    on_phase(phase, lambda name: stop_once())
     if short:
         assert run([bq(JAN)]).ok  # healed inside the run: nobody had to do anything
         restarted[0].join()
     else:
-        failing_run(caplog, GCSObject(color="yellow", year=2021, month=1), "GCS upload to gs://", "ConnectionError")
+        failing_run(caplog, bq(JAN), message, "ConnectionError", failing=failing.of(Month(*JAN)))
         loaded.sinks.refresh()  # the service is back (elsewhere): a plain rerun
         loaded.assert_previous_intact()
     loaded.assert_rerun_exact()

@@ -43,6 +43,8 @@ from tests.faults.helpers import (
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
 from tlc import layout, ledger, phases
+from tlc.atomic import temporary_name
+from tlc.gcs.lake import Lake
 from tlc.month import Month
 
 pytestmark = pytest.mark.faults
@@ -125,7 +127,7 @@ def test_manifest_names_every_stage_after_a_kill_between_commit_and_ledger(
     cmd = kill_in_stage("postgres-committed", pipeline_env, source, cfg, tmp_path)
     assert run_cli(cmd, cli_env(cfg, tmp_path)).returncode == 0
     sinks.assert_exact(pipeline_env, *JAN, src)
-    stages = ledger.read(pipeline_env, Month(*JAN))["stages"]
+    stages = ledger.read(Lake.from_config(), Month(*JAN))["stages"]
     assert set(stages) == {"source", "parquet", "gcs", "bigquery", "postgres"}, sorted(stages)
 
 
@@ -139,11 +141,13 @@ def test_stale_temporaries_are_removed_by_the_next_writer_and_never_count_as_don
     lake.parent.mkdir(parents=True)
     raw.parent.mkdir(parents=True)
     # What a killed run leaves: whole, valid content, under temporary names of a dead writer.
-    stale_raw = raw.with_name(f".{raw.name}.tmp-{dead.pid}-0badf00d")
+    stale_raw = temporary_name(raw, dead.pid, "0badf00d")
     stale_raw.write_bytes(src.read_bytes())
-    stale_lake = lake.with_name(f".{lake.name}.tmp-{dead.pid}-0badf00d")
+    stale_lake = temporary_name(lake, dead.pid, "0badf00d")
+    elsewhere = temporary_name(lake, dead.pid, "0badf00d", host="0therh0s")  # another host's: not ours to judge
     reference(src, *JAN).to_pandas().to_parquet(stale_lake)
-    running = lake.with_name(f".{lake.name}.tmp-{os.getpid()}-5ca1ab1e")  # a writer still at work: this process
+    elsewhere.write_bytes(b"another host's, sharing this volume")
+    running = temporary_name(lake, os.getpid(), "5ca1ab1e")  # a writer still at work: this process
     running.write_bytes(b"in progress")
     download, parquet = DownloadCSV(color="yellow", year=2021, month=1), ParquetFile(color="yellow", year=2021, month=1)
     assert not download.complete() and not parquet.complete()
@@ -152,8 +156,10 @@ def test_stale_temporaries_are_removed_by_the_next_writer_and_never_count_as_don
     assert result.ok and result.ran == {download.task_id, parquet.task_id}
     assert not stale_raw.exists() and not stale_lake.exists()
     assert running.read_bytes() == b"in progress"  # a live writer's file is never touched
-    assert temporaries(pipeline_env) == [running]
+    assert elsewhere.exists()  # nor one of another host
+    assert temporaries(pipeline_env) == sorted([running, elsewhere])
     running.unlink()
+    elsewhere.unlink()
     assert_lake_exact(pipeline_env, *JAN, src)
 
 

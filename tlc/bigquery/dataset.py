@@ -17,6 +17,8 @@ from tlc.identifiers import gcp_project, identifier, table_name
 from tlc.month import validate_color
 
 MARKERS = "_loads"
+# What queries filter by, first match first: the pickup zone, then the company of the trip.
+CLUSTER_BY = ("pu_location_id", "vendor_id", "hvfhs_license_num", "dispatching_base_num")
 
 _PARAM_TYPES = {int: "INT64", str: "STRING", float: "FLOAT64"}
 
@@ -25,7 +27,15 @@ def table_schema(color: str) -> list[bigquery.SchemaField]:
     return [bigquery.SchemaField(name, kind) for name, kind in schema.bigquery_fields(color)]
 
 
+def clustering(color: str) -> list[str]:
+    """The color's clustering columns: BigQuery sorts each month's blocks by them, so a query for
+    one zone (or one vendor) reads a fraction of the month."""
+    names = {c.name for c in schema.columns(color)}
+    return [c for c in CLUSTER_BY if c in names][:2]
+
+
 def marker_schema() -> list[bigquery.SchemaField]:
+    """``rows`` is a reserved word of BigQuery's SQL: every statement quotes it (`rows`)."""
     return [
         bigquery.SchemaField("color", "STRING"),
         bigquery.SchemaField("source_month", "DATE"),
@@ -72,7 +82,11 @@ class Dataset:
             table.time_partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.MONTH, field=schema.SOURCE_MONTH
             )
-            self.client.create_table(table, exists_ok=True, retry=self.retry)
+            table.clustering_fields = clustering(color)
+            table = self.client.create_table(table, exists_ok=True, retry=self.retry)
+            if table.clustering_fields != clustering(color):  # made before tables were clustered
+                table.clustering_fields = clustering(color)
+                self.client.update_table(table, ["clustering_fields"], retry=self.retry)
             markers = bigquery.Table(self.markers_id, schema=marker_schema())
             self.client.create_table(markers, exists_ok=True, retry=self.retry)
 

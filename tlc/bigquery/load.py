@@ -127,7 +127,7 @@ def _swap(ds: Dataset, load: Load, staging: str) -> None:
         DELETE FROM `{table}` WHERE source_month = DATE '{day}';
         INSERT INTO `{table}` SELECT * FROM `{staging}`;
         DELETE FROM `{ds.markers_id}` WHERE color = '{color}' AND source_month = DATE '{day}';
-        INSERT INTO `{ds.markers_id}` (color, source_month, rows, parquet_sha256, loaded_at)
+        INSERT INTO `{ds.markers_id}` (color, source_month, `rows`, parquet_sha256, loaded_at)
           VALUES ('{color}', DATE '{day}', {int(load.rows)}, '{load.parquet_sha256}', CURRENT_TIMESTAMP());
         COMMIT TRANSACTION;
     """  # noqa: S608 - validated identifiers and values (see the docstring)

@@ -22,7 +22,7 @@ def month_state(ds: Dataset, month: Month) -> tuple[int, Marker | None]:
     sql = f"""
         SELECT
           (SELECT COUNT(*) FROM `{ds.table_id(month.color)}` WHERE source_month = @day) AS n,
-          (SELECT MAX(rows) FROM `{ds.markers_id}` WHERE color = @color AND source_month = @day) AS marker_rows,
+          (SELECT MAX(`rows`) FROM `{ds.markers_id}` WHERE color = @color AND source_month = @day) AS marker_rows,
           (SELECT MAX(parquet_sha256) FROM `{ds.markers_id}` WHERE color = @color AND source_month = @day) AS sha
     """  # noqa: S608 - table ids are validated identifiers (Dataset.table_id); values are parameters
     with sink_errors(f"BigQuery state of {month.label}"):
@@ -47,7 +47,7 @@ def counts_by_month(ds: Dataset, color: str) -> dict[dt.date, int]:
 
 def markers(ds: Dataset, color: str) -> dict[dt.date, Marker]:
     """The ``_loads`` marker of every month of a color."""
-    sql = f"SELECT source_month, rows, parquet_sha256 FROM `{ds.markers_id}` WHERE color = @color"  # noqa: S608 - validated id
+    sql = f"SELECT source_month, `rows`, parquet_sha256 FROM `{ds.markers_id}` WHERE color = @color"  # noqa: S608 - validated id
     with sink_errors(f"BigQuery read of {ds.markers_id}"):
         try:
             rows = ds.query(sql, color=color)

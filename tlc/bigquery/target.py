@@ -14,6 +14,7 @@ from tlc.bigquery import state
 from tlc.bigquery.dataset import Dataset
 from tlc.lake.target import LakeParquet
 from tlc.month import Month
+from tlc.quality import QualityReport
 from tlc.sink import SinkState, SinkTarget
 
 
@@ -24,34 +25,30 @@ class BigQueryMonth(SinkTarget[Dataset]):
         super().__init__(ds, month, parquet)
         self.ds, self.table = ds, ds.table_id(month.color)
 
-    def _state(self, rows: int | None, marker: state.Marker | None) -> SinkState:
-        held = rows or 0
-        shown = held if held or marker else None  # no rows and no marker: nothing was loaded
-        report = self.parquet.report()
-        if report is None:
-            return SinkState(shown, False, "no quality report to check against")
-        expected = state.Marker(report.rows_written, report.parquet.sha256)
-        if marker != expected:
-            return SinkState(shown, False)
-        return SinkState(shown, held == report.rows_written)
-
-    def observe(self) -> SinkState:
-        rows, marker = state.month_state(self.ds, self.month)
-        return self._state(rows, marker)
+    def _lookup_one(self) -> tuple[int, state.Marker | None]:
+        return state.month_state(self.ds, self.month)
 
     @classmethod
-    def observe_all(cls, targets: list[BigQueryMonth]) -> list[SinkState]:
+    def _lookup(cls, targets: list[BigQueryMonth]) -> list[tuple[int | None, state.Marker | None]]:
         """Two queries per color instead of one per month."""
         seen: dict[tuple[str, str], tuple[dict, dict]] = {}
-        states = []
+        found = []
         for t in targets:
-            key = (t.ds.id, t.month.color)
-            if key not in seen:
-                seen[key] = (state.counts_by_month(t.ds, t.month.color), state.markers(t.ds, t.month.color))
-            counts, markers = seen[key]
-            day = t.month.first_day
-            states.append(t._state(counts.get(day), markers.get(day)))
-        return states
+            where = (t.ds.id, t.month.color)
+            if where not in seen:
+                seen[where] = (state.counts_by_month(t.ds, t.month.color), state.markers(t.ds, t.month.color))
+            counts, markers = seen[where]
+            found.append((counts.get(t.month.first_day), markers.get(t.month.first_day)))
+        return found
+
+    def _state(self, found: tuple[int | None, state.Marker | None], report: QualityReport | None) -> SinkState:
+        rows, marker = found
+        held = rows or 0
+        shown = held if held or marker else None  # no rows and no marker: nothing was loaded
+        if report is None:
+            return SinkState(shown, False)
+        expected = state.Marker(report.rows_written, report.parquet.sha256)
+        return self._judged(shown, marker == expected and held == report.rows_written, report)
 
     def facts(self) -> dict[str, Any]:
         """The ledger's ``bigquery`` entry (written once the month is done, so the report's values hold)."""

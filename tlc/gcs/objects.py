@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 from pathlib import Path
 
 from google.api_core import exceptions as gexc
@@ -26,33 +27,35 @@ def md5_b64(md5_hex: str) -> str:
     return base64.b64encode(bytes.fromhex(md5_hex)).decode()
 
 
+PARQUET = "application/vnd.apache.parquet"
+_ENSURED: set[tuple[int, str]] = set()  # (pid, bucket) already seen to exist by this process
+
+
 def ensure_bucket(client: storage.Client, name: str, location: str, retry_seconds: float) -> storage.Bucket:
+    """The bucket, created if missing; asked once per process, not before every write."""
+    if (os.getpid(), name) in _ENSURED:
+        return client.bucket(name)
     retry = storage_retry(retry_seconds)
     with sink_errors(f"GCS bucket gs://{name}"):
         try:
-            return client.get_bucket(name, retry=retry)
+            bucket = client.get_bucket(name, retry=retry)
         except gexc.NotFound:
             try:
-                return client.create_bucket(name, location=location, retry=retry)
+                bucket = client.create_bucket(name, location=location, retry=retry)
             except gexc.Conflict:  # created by a concurrent worker meanwhile
-                return client.get_bucket(name, retry=retry)
-
-
-def matching_generation(bucket: storage.Bucket, name: str, md5_hex: str, size: int, retry_seconds: float) -> int | None:
-    """The object's generation when it holds exactly the local Parquet, else None.
-
-    The generation changes on every write, so comparing it before and after a BigQuery load
-    proves the load read the verified bytes and not a replacement written meanwhile.
-    """
-    with sink_errors(f"GCS read of gs://{bucket.name}/{name}"):
-        blob = bucket.get_blob(name, retry=storage_retry(retry_seconds))
-    if blob is None or blob.md5_hash != md5_b64(md5_hex) or blob.size != size:
-        return None
-    return int(blob.generation)
+                bucket = client.get_bucket(name, retry=retry)
+    _ENSURED.add((os.getpid(), name))
+    return bucket
 
 
 def upload(
-    bucket: storage.Bucket, name: str, path: Path, md5_hex: str, metadata: dict[str, str], retry_seconds: float
+    bucket: storage.Bucket,
+    name: str,
+    path: Path,
+    md5_hex: str,
+    metadata: dict[str, str],
+    retry_seconds: float,
+    content_type: str = PARQUET,
 ) -> storage.Blob:
     """Put ``path`` at ``name`` unless an identical object is there; verify what landed."""
     retry = storage_retry(retry_seconds)
@@ -67,7 +70,7 @@ def upload(
                 existing.delete(if_generation_match=existing.generation, retry=retry)
         blob = bucket.blob(name)
         blob.metadata = metadata
-        blob.content_type = "application/vnd.apache.parquet"
+        blob.content_type = content_type
         # PreconditionFailed: another writer created it first; fine if its bytes are ours (checked below).
         phases.reached("gcs.uploading", name=name)
         with contextlib.suppress(gexc.PreconditionFailed):
@@ -75,13 +78,5 @@ def upload(
             blob.upload_from_filename(str(path), if_generation_match=0, checksum="md5", retry=retry)
         landed = bucket.get_blob(name, retry=retry)
     if landed is None or landed.md5_hash != md5_b64(md5_hex):
-        raise SinkError(f"GCS object {where} does not match the local Parquet after upload")
+        raise SinkError(f"GCS object {where} does not match the local file after upload")
     return landed
-
-
-def put_small(bucket: storage.Bucket, name: str, path: Path, retry_seconds: float) -> None:
-    """Overwrite a small document (a manifest): the one object the lake lets us replace."""
-    with sink_errors(f"GCS upload to gs://{bucket.name}/{name}"):
-        bucket.blob(name).upload_from_filename(
-            str(path), content_type="application/json", checksum="md5", retry=storage_retry(retry_seconds)
-        )

@@ -1,9 +1,11 @@
-"""When is a month's canonical Parquet in the lake? ``LakeParquet`` answers.
+"""When is a month's canonical Parquet made? ``LakeParquet`` answers, from the lake bucket alone.
 
-The report is written after the Parquet is in place, so a report always describes a whole
-file; a Parquet without a report (a killed run) is not done. Done also means "made under the
-configuration in force": a report of another schema version or other cleaning rules is stale,
-so changing a rule rebuilds the Parquet, and through its new sha256 every load after it.
+Made means: the month's quality report (``_meta/.../{stem}.quality.json``) was written under the
+configuration in force (schema version, cleaning rules) and the Parquet it describes is in
+the bucket, staged for publication or already published, byte for byte (GCS's md5 and size
+equal the report's). The report is written after the Parquet is in place, so a report always
+describes a whole object; changing a rule makes the report stale, which rebuilds the Parquet
+and, through its new sha256, every load after it. The local file is a cache.
 """
 
 from __future__ import annotations
@@ -12,37 +14,78 @@ from pathlib import Path
 from typing import Any
 
 import luigi
+from google.cloud import storage
 
 from tlc import layout, quality, schema
-from tlc.lake.writer import parquet_rows
+from tlc.gcs import objects
+from tlc.gcs.lake import Lake
 from tlc.month import Month
 from tlc.quality import QualityReport
 
 
+def holds(blob: storage.Blob | None, report: QualityReport) -> bool:
+    """The object is exactly the Parquet the report describes."""
+    return (
+        blob is not None and blob.md5_hash == objects.md5_b64(report.parquet.md5) and blob.size == report.parquet.size
+    )
+
+
 class LakeParquet(luigi.Target):
-    def __init__(self, root: Path, month: Month, rules: dict[str, Any]) -> None:
-        self.month, self.rules = month, rules
+    def __init__(self, lake: Lake, root: Path, month: Month, rules: dict[str, Any]) -> None:
+        self.lake, self.month, self.rules = lake, month, rules
         self.path = layout.lake_path(root, month)
-        self.report_path = layout.quality_path(self.path)
+        self.report_path = layout.quality_path(root, month)
+        self.report_key = layout.quality_key(month)
 
     def report(self) -> QualityReport | None:
-        """The quality report beside the Parquet, typed; None while there is no whole one."""
-        return quality.read(self.report_path)
+        """The month's quality report, typed; None while there is no whole one."""
+        doc, _ = self.lake.read_json(self.report_key)
+        return quality.parse(doc)
 
-    def rows(self) -> int | None:
-        """Rows in the Parquet's footer: cheap enough for every check."""
-        return parquet_rows(self.path) if self.path.exists() else None
+    @classmethod
+    def reports(cls, targets: list[LakeParquet]) -> list[QualityReport | None]:
+        """The reports of many months: one listing per color, then only the reports that exist."""
+        listed: dict[tuple[int, str], set[str]] = {}
+        found = []
+        for t in targets:
+            where = (id(t.lake), t.month.color)
+            if where not in listed:
+                listed[where] = set(t.lake.listing(layout.meta_prefix(t.month.color)))
+            found.append(t.report() if t.report_key in listed[where] else None)
+        return found
+
+    def current(self, report: QualityReport | None) -> bool:
+        """Made under the configuration in force: another schema version or other rules are stale."""
+        return report is not None and report.schema_version == schema.SCHEMA_VERSION and report.rules == self.rules
+
+    def staged_key(self, report: QualityReport) -> str:
+        return layout.staged_key(self.month, report.parquet.sha256)
+
+    def stored(self, report: QualityReport) -> storage.Blob | None:
+        """The object holding the report's Parquet: the published one, else the staged one, else None."""
+        for key in (layout.lake_key(self.month), self.staged_key(report)):
+            blob = self.lake.get(key)
+            if holds(blob, report):
+                return blob
+        return None
 
     def exists(self) -> bool:
         report = self.report()
-        if report is None or not self.path.exists():
-            return False
-        return (
-            report.schema_version == schema.SCHEMA_VERSION
-            and report.rules == self.rules
-            and report.parquet.size == self.path.stat().st_size
-            and self.rows() == report.rows_written
-        )
+        return self.current(report) and self.stored(report) is not None
+
+    def cached(self, report: QualityReport) -> Path | None:
+        """The local copy, when this host has exactly the report's Parquet (size and the cached report agree)."""
+        local = quality.read(self.report_path)
+        if local is None or local.parquet.sha256 != report.parquet.sha256 or not self.path.exists():
+            return None
+        return self.path if self.path.stat().st_size == report.parquet.size else None
+
+    def keep(self, report: QualityReport) -> None:
+        """Stage the Parquet written at ``self.path`` in the bucket, then its report: the report is the commit."""
+        metadata = {"rows": str(report.rows_written), "parquet_sha256": report.parquet.sha256}
+        self.lake.put(self.staged_key(report), self.path, report.parquet.md5, metadata, objects.PARQUET)
+        quality.write(self.report_path, report)
+        self.lake.write_json(self.report_key, report.to_dict())
 
     def facts(self) -> dict[str, Any]:
         """The ledger's ``parquet`` entry."""

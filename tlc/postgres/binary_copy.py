@@ -22,7 +22,7 @@ import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -45,7 +45,7 @@ class CopyStream(io.RawIOBase):
     calls on the task's own thread.
     """
 
-    def __init__(self, path: Path, on_rows: Callable[[int], None] | None = None) -> None:
+    def __init__(self, path: Path | BinaryIO, on_rows: Callable[[int], None] | None = None) -> None:
         super().__init__()
         self._path = path
         self._on_rows = on_rows
@@ -118,6 +118,8 @@ class CopyStream(io.RawIOBase):
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if not isinstance(self._path, Path):
+            self._path.close()  # a reader of the lake's object, opened for this stream
         self._chunk = memoryview(b"")
         super().close()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import psycopg2
 import psycopg2.errors
@@ -35,6 +35,17 @@ from tlc.postgres.connection import Connection, first_line, lock_key, rollback_q
 from tlc.postgres.tables import MARKERS, column_defs
 
 Progress = Callable[[float, str], None]  # (fraction done, status line), as in tlc.lake.convert
+# A local Parquet, or a factory of fresh readers of one in the lake (each read opens its own).
+ParquetSource = Path | Callable[[], BinaryIO]
+
+
+def open_parquet(source: ParquetSource) -> Path | BinaryIO:
+    return source if isinstance(source, Path) else source()
+
+
+def source_name(source: ParquetSource) -> str:
+    return source.name if isinstance(source, Path) else "the lake's Parquet"
+
 
 COPY_READ_SIZE = 1 << 20  # bytes psycopg2 asks for per read(): fewer Python calls than 8 KB
 SWAP_LOCK_TIMEOUT = "60s"  # a long query on the table must not hold a finished load forever
@@ -45,7 +56,7 @@ class Load:
     """What to load (the month's canonical Parquet) and what it must turn out to be."""
 
     month: Month
-    parquet: Path
+    parquet: ParquetSource
     rows: int
     parquet_sha256: str
 
@@ -68,26 +79,27 @@ class _Tables:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
 
 
-def check_parquet(path: Path, color: str) -> int:
+def check_parquet(source: ParquetSource, color: str) -> int:
     """Row count of a Parquet in the color's canonical schema, or a SinkError saying why not.
 
     COPY takes the columns by position, so a file of another schema version must be
     refused here rather than loaded into the wrong columns.
     """
+    name = source_name(source)
     try:
-        meta = pq.ParquetFile(path)
+        with pq.ParquetFile(open_parquet(source)) as meta:
+            if not meta.schema_arrow.equals(schema.arrow_schema(color), check_metadata=False):
+                raise SinkError(f"{name} is not in the {color} schema v{schema.SCHEMA_VERSION}; rebuild it")
+            return meta.metadata.num_rows
     except (OSError, pa.ArrowException) as exc:
-        raise SinkError(f"cannot read {path.name}: {first_line(exc)}") from None
-    if not meta.schema_arrow.equals(schema.arrow_schema(color), check_metadata=False):
-        raise SinkError(f"{path.name} is not in the {color} schema v{schema.SCHEMA_VERSION}; rebuild it")
-    return meta.metadata.num_rows
+        raise SinkError(f"cannot read {name}: {first_line(exc)}") from None
 
 
 def load_month(conn: Connection, schema_name: str, load: Load, progress: Progress | None = None) -> int:
     """Replace the month's partition with the Parquet's rows in one transaction; return the rows."""
     tables = _Tables.of(schema_name, load.month)
     if check_parquet(load.parquet, load.month.color) != load.rows:
-        raise SinkError(f"{load.parquet.name} does not hold the {load.rows:,} rows its report says; rebuild it")
+        raise SinkError(f"{source_name(load.parquet)} does not hold the {load.rows:,} rows its report says; rebuild it")
     if any(schema.POSTGRES_TYPES[k] != t for k, t in binary_copy.BINARY_TYPES.items()):
         raise SinkError("schema.POSTGRES_TYPES changed: teach the binary COPY encoder in tlc/postgres first")
 
@@ -96,7 +108,7 @@ def load_month(conn: Connection, schema_name: str, load: Load, progress: Progres
         if progress:
             progress(rows / max(load.rows, 1), f"{rows:,} of {load.rows:,} rows copied")
 
-    stream = binary_copy.CopyStream(load.parquet, on_rows)
+    stream = binary_copy.CopyStream(open_parquet(load.parquet), on_rows)
     caught: list[psycopg2.Error] = []
     committing = False
     try:
@@ -216,5 +228,5 @@ def _load_error(exc: BaseException, load: Load, table: str, lost: bool, committi
             )
         return SinkError(f"PostgreSQL load of {label} into {table} failed: {first_line(exc)}{note}")
     if isinstance(exc, (OSError, pa.ArrowException)):  # from the producer: the Parquet became unreadable
-        return SinkError(f"cannot read {load.parquet.name} while loading {label}: {first_line(exc)}")
+        return SinkError(f"cannot read {source_name(load.parquet)} while loading {label}: {first_line(exc)}")
     return exc

@@ -18,6 +18,7 @@ from tlc.lake.target import LakeParquet
 from tlc.month import Month
 from tlc.postgres.connection import Connection, connect
 from tlc.postgres.state import MonthState, month_states
+from tlc.quality import QualityReport
 from tlc.sink import SinkState, SinkTarget
 
 
@@ -53,35 +54,35 @@ class PostgresMonth(SinkTarget[Database]):
         super().__init__(db, month, parquet)
         self.db = db
 
-    def _state(self, found: MonthState | None) -> SinkState:
-        rows = found.count if found else None
-        report = self.parquet.report()
-        if report is None or found is None:
-            return SinkState(rows, False)
-        expected = report.rows_written
-        return SinkState(
-            rows, found.rows == expected and found.parquet_sha256 == report.parquet.sha256 and rows == expected
-        )
-
-    def exists(self) -> bool:
-        if self.parquet.report() is None:  # nothing can have been loaded from a Parquet without a report
-            return False
-        return self.observe().done
-
     @classmethod
-    def observe_all(cls, targets: list[PostgresMonth]) -> list[SinkState]:
+    def _lookup(cls, targets: list[PostgresMonth]) -> list[MonthState | None]:
         """One connection per database and one query per color instead of one per month."""
-        found: dict[Month, MonthState] = {}
+        found: dict[tuple[int, Month], MonthState] = {}
         databases: list[Database] = []
         for t in targets:
             if t.db not in databases:
                 databases.append(t.db)
-        for db in databases:
-            mine = [t for t in targets if t.db == db]
+        for i, db in enumerate(databases):
+            mine = [t.month for t in targets if t.db == db]
             with db.connection() as conn:
-                for color in sorted({t.month.color for t in mine}):
-                    found.update(month_states(conn, db.schema, [t.month for t in mine if t.month.color == color]) or {})
-        return [t._state(found.get(t.month)) for t in targets]
+                for color in sorted({m.color for m in mine}):
+                    states = month_states(conn, db.schema, [m for m in mine if m.color == color]) or {}
+                    found.update({(i, m): s for m, s in states.items()})
+        return [found.get((databases.index(t.db), t.month)) for t in targets]
+
+    def _state(self, found: MonthState | None, report: QualityReport | None) -> SinkState:
+        rows = found.count if found else None
+        if report is None or found is None:
+            return SinkState(rows, False)
+        expected = report.rows_written
+        matches = found.rows == expected and found.parquet_sha256 == report.parquet.sha256 and rows == expected
+        return self._judged(rows, matches, report)
+
+    def exists(self) -> bool:
+        report = self.parquet.report()
+        if report is None:  # nothing can have been loaded from a Parquet without a report
+            return False
+        return self._state(self._lookup_one(), report).done
 
     def facts(self) -> dict[str, Any]:
         """The ledger's ``postgres`` entry (written once the month is done)."""

@@ -6,6 +6,7 @@ import datetime as dt
 import html
 
 from tlc.month import COLORS
+from tlc.report import quality_view
 from tlc.report.reconcile import STAGES, MonthRow
 
 
@@ -19,12 +20,12 @@ def table(rows: list[MonthRow], skip: set[str]) -> str:
     return "\n".join(lines)
 
 
-_COLOURS = {"yellow": "#e6b800", "green": "#2e8b57", "fhv": "#4a6fa5"}
+_COLOURS = {"yellow": "#e6b800", "green": "#2e8b57", "fhv": "#4a6fa5", "fhvhv": "#6d4c41"}
 _STATUS = {"ok": "#c8e6c9", "missing": "#eeeeee", "mismatch": "#ef9a9a"}
 
 
 def html_page(rows: list[MonthRow], skip: set[str]) -> str:
-    """One file, no scripts or network: an inline SVG chart and a coverage grid."""
+    """One file, no scripts or network: inline SVG charts, a coverage grid, the quality view."""
     months = sorted({r.key for r in rows})
     by = {(r.month.color, r.key): r for r in rows}
     colors = [c for c in COLORS if any(r.month.color == c for r in rows)]
@@ -62,11 +63,13 @@ def html_page(rows: list[MonthRow], skip: set[str]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>tlc-luigi reconciliation</title>
 <style>body{{font-family:sans-serif;margin:24px}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #999;padding:4px 10px;text-align:right}} .grid td{{text-align:center}}
+.quality td.nulls{{text-align:left;font-size:12px}} h3{{font-size:16px}}
 h1{{font-size:20px}} .verdict{{font-weight:bold;color:{"#b71c1c" if bad else "#1b5e20"}}}</style></head>
 <body><h1>tlc-luigi: rows per month, reconciled across stages</h1>
 <p class="verdict">{html.escape(verdict)}</p>
 <h2>Rows per month (Parquet)</h2><p>{legend}</p>{"".join(svg)}
 <h2>Coverage</h2>{"".join(grid)}
 <h2>Counts</h2><pre>{html.escape(table(rows, skip))}</pre>
+{quality_view.section(colors, rows)}
 <p>Generated {dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}</p></body></html>
 """

@@ -9,17 +9,23 @@ what "done" means. It trusts no task status: every number is read back from wher
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tlc.atomic import read_json
+import pyarrow.parquet as pq
+
+from tlc import layout
 from tlc.bigquery.dataset import Dataset
 from tlc.bigquery.target import BigQueryMonth
 from tlc.config import CleaningConfig
-from tlc.gcs.target import GcsObject, Lake
+from tlc.gcs.lake import Lake
+from tlc.gcs.target import GcsObject
 from tlc.lake.target import LakeParquet
+from tlc.lake.writer import parquet_rows
 from tlc.month import COLORS, Month
 from tlc.postgres.target import Database, PostgresMonth
+from tlc.quality import QualityReport
 
 STAGES = ("source", "parquet", "gcs", "bigquery", "postgres")
 
@@ -28,6 +34,7 @@ STAGES = ("source", "parquet", "gcs", "bigquery", "postgres")
 class MonthRow:
     month: Month
     counts: dict[str, int | None] = field(default_factory=dict)
+    quality: QualityReport | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -43,22 +50,40 @@ class MonthRow:
         return "missing" if any(v is None for v in values) else "ok"
 
 
-def ledger_months(root: Path) -> list[Month]:
+_MANIFEST = re.compile(r"(?P<color>[a-z]+)_tripdata_(?P<month>\d{4}-\d{2})\.manifest\.json$")
+
+
+def ledger_months(lake: Lake) -> list[Month]:
+    """Every month with a manifest in the lake, from one listing."""
     found = set()
-    for manifest in sorted((root / "lake").glob("v*/*/*/*.manifest.json")):
-        doc = read_json(manifest)
-        if doc and doc.get("color") in COLORS:
-            found.add(Month.parse(doc["color"], doc["month"]))
+    for key in lake.listing(layout.meta_prefix()):
+        match = _MANIFEST.search(key)
+        if match and match["color"] in COLORS:
+            found.add(Month.parse(match["color"], match["month"]))
     return sorted(found)
 
 
-def _local(row: MonthRow, parquet: LakeParquet) -> None:
-    report = parquet.report()
-    if report:
+def _parquet_rows(parquet: LakeParquet, report: QualityReport | None) -> int | None:
+    """Rows in the Parquet's own footer: this host's copy, else the object in the lake (read by range)."""
+    if report is None:
+        return None
+    local = parquet.cached(report)
+    if local is not None:
+        return parquet_rows(local)
+    blob = parquet.stored(report)
+    if blob is None:
+        return None
+    with parquet.lake.reader(blob) as fh:
+        return pq.ParquetFile(fh).metadata.num_rows
+
+
+def _local(row: MonthRow, parquet: LakeParquet, report: QualityReport | None) -> None:
+    row.quality = report
+    if report is not None:
         row.counts["source"] = report.source_rows
-    row.counts["parquet"] = parquet.rows()
-    if report and parquet.path.exists() and report.parquet.size != parquet.path.stat().st_size:
-        row.notes.append("Parquet differs from its report")
+    row.counts["parquet"] = _parquet_rows(parquet, report)
+    if report is not None and row.counts["parquet"] is None:
+        row.notes.append("the Parquet its report describes is not in the lake")
 
 
 # Each sink's Target and the handle it needs; every Target takes (handle, month, parquet).
@@ -70,11 +95,12 @@ _SINK_TARGETS = {
 
 
 def reconcile(root: Path, skip: set[str]) -> list[MonthRow]:
-    rows = [MonthRow(m) for m in ledger_months(root)]
+    lake = Lake.from_config()
+    rows = [MonthRow(m) for m in ledger_months(lake)]
     rules = CleaningConfig().rules().active()
-    parquets = [LakeParquet(root, row.month, rules) for row in rows]
-    for row, parquet in zip(rows, parquets, strict=True):
-        _local(row, parquet)
+    parquets = [LakeParquet(lake, root, row.month, rules) for row in rows]
+    for row, parquet, report in zip(rows, parquets, LakeParquet.reports(parquets), strict=True):
+        _local(row, parquet, report)
     for name, (target, handle) in _SINK_TARGETS.items():
         if name in skip or not rows:
             continue

@@ -83,6 +83,7 @@ class DownloadRecord:
     url: str
     size: int
     sha256: str
+    md5: str  # what GCS reports for the raw zone's copy
     etag: str | None
     last_modified: str | None
     downloaded_at: str
@@ -133,7 +134,7 @@ def _fetch_once(url: str, dest: Path, timeout: float, verifier: Verifier, progre
     with _open(url, timeout) as resp, atomic_path(dest) as tmp:
         expected = resp.headers.get("Content-Length")
         total = int(expected) if expected and expected.isdigit() else None
-        digest = hashlib.sha256()
+        digest, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
         size = 0
         with open(tmp, "wb") as out:
             while True:
@@ -145,6 +146,7 @@ def _fetch_once(url: str, dest: Path, timeout: float, verifier: Verifier, progre
                     break
                 out.write(chunk)
                 digest.update(chunk)
+                md5.update(chunk)
                 verifier.feed(chunk)
                 size += len(chunk)
                 if progress:
@@ -156,6 +158,7 @@ def _fetch_once(url: str, dest: Path, timeout: float, verifier: Verifier, progre
             url=redact_url(url),
             size=size,
             sha256=digest.hexdigest(),
+            md5=md5.hexdigest(),
             etag=resp.headers.get("ETag"),
             last_modified=resp.headers.get("Last-Modified"),
             downloaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
