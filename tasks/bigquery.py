@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from tasks.gcs import GCSObject
 from tasks.params import MonthTask
@@ -19,9 +19,7 @@ class BigQueryTable(MonthTask):
 
     ledger_stage = "bigquery"
     upstream = GCSObject
-    resources: ClassVar[dict[str, int]] = {
-        "bigquery_load": 1
-    }  # loads at once, across hosts: [resources] in luigid's config
+    load_resource = "bigquery_load"
 
     def output(self) -> BigQueryMonth:
         from tlc.bigquery.dataset import Dataset  # the client loads only when the sink is used (see tasks.gcs)

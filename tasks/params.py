@@ -70,6 +70,12 @@ class MonthTask(luigi.Task):
 
     ledger_stage: ClassVar[str] = ""  # the manifest entry this task writes, if any (tlc.ledger.STAGES)
     upstream: ClassVar[type[MonthTask] | None] = None  # the stage whose output this one is made from
+    load_resource: ClassVar[str] = ""  # a sink's luigi resource: loads at once, capped across hosts
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        """One unit of the sink's resource per load; luigid's ``[resources]`` says how many exist."""
+        return {self.load_resource: 1} if self.load_resource else {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

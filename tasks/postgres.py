@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from tasks.gcs import GCSObject
 from tasks.params import MonthTask
@@ -21,9 +21,7 @@ class PostgresTable(MonthTask):
 
     ledger_stage = "postgres"
     upstream = GCSObject
-    resources: ClassVar[dict[str, int]] = {
-        "postgres_load": 1
-    }  # loads at once, across hosts: [resources] in luigid's config
+    load_resource = "postgres_load"
 
     def output(self) -> PostgresMonth:
         return PostgresMonth(Database.from_config(), self.unit, self.requires().output().parquet)
