@@ -41,6 +41,12 @@ def lake_prefix(color: str) -> str:
     return f"v{SCHEMA_VERSION}/{color}/"
 
 
+def lake_glob(color: str) -> str:
+    """Every month's Parquet of a color, as a glob relative to the lake root (a directory or
+    ``gs://bucket/prefix``): what readers outside the pipeline (DuckDB views) scan."""
+    return f"{lake_prefix(color)}*/*.parquet"
+
+
 def lake_key(month: Month) -> str:
     return f"{lake_prefix(month.color)}{month.year}/{month.stem}.parquet"
 
