@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  := .stack
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint bench bench-e2e report image-test stack-up stack-down stack-status clean
+.PHONY: setup demo test lint bench bench-e2e report publish image-test stack-up stack-down stack-status clean
 
 setup: $(VENV)/.installed
 
@@ -60,6 +60,11 @@ bench-e2e: setup
 # .stack/env is absent); writes data/report.html and exits 1 on any mismatch.
 report: setup
 	@if [ -f $(STACK)/env ]; then . ./$(STACK)/env; fi; $(PY) -m tlc.report --html data/report.html
+
+# The course's dbt sources (README "Use it with dbt"): views with the TLC column names over what
+# landed, in DuckDB (data/taxi_rides_ny.duckdb), BigQuery (nytaxi) and Postgres (prod).
+publish: setup
+	@if [ -f $(STACK)/env ]; then . ./$(STACK)/env; fi; $(PY) -m tlc.publish
 
 clean: stack-down
 	rm -rf $(STACK) data bench-out test-artifacts

@@ -156,3 +156,16 @@ class ScheduleConfig(ConfigSection):
     section = "schedule"
     window_months = luigi.IntParameter(default=3, description="how many months back the catch-up looks")
     colors = luigi.Parameter(default="yellow,green,fhv", description="colors the catch-up ingests")
+
+
+class PublishConfig(ConfigSection):
+    """Where ``python -m tlc.publish`` puts the course-compatible views (tlc/publish/)."""
+
+    section = "publish"
+    duckdb_path = luigi.Parameter(
+        default="taxi_rides_ny.duckdb", description="DuckDB file of the views; relative to [tlc.paths] data_dir"
+    )
+    duckdb_schema = luigi.Parameter(default="prod", description="DuckDB schema of the views")
+    duckdb_lake = luigi.Parameter(default="local", description="what the DuckDB views read: local (data_dir) or gcs")
+    bigquery_dataset = luigi.Parameter(default="nytaxi", description="BigQuery dataset of the views")
+    postgres_schema = luigi.Parameter(default="prod", description="Postgres schema of the views")
