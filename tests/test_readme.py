@@ -17,6 +17,7 @@ month, luigid's record of the catch-up, the catch-up's log, and the report.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shlex
@@ -187,6 +188,7 @@ def test_every_readme_command_runs(readme_run: ReadmeRun) -> None:
     assert [b.text.split()[0:2] for b in skipped] == [
         ["make", "test"],
         ["useradd", "--system"],
+        ["bq", "mk"],
         ["export", "TLC_GCS_HMAC_KEY_ID=GOOG1E..."],
     ]
 
@@ -248,6 +250,14 @@ def test_report_and_pandas_examples_read_what_landed(readme_run: ReadmeRun) -> N
     assert (readme_run.checkout / "data" / "report.html").stat().st_size > 1000
     pandas = next(s for s in readme_run.steps if "import pandas" in s.command)
     assert pandas.output.startswith("20000 rows;"), pandas.output
+    landed = _months(readme_run, "yellow")
+    psql = next(s for s in readme_run.steps if s.command.startswith("psql -At"))
+    assert dict(line.split("|") for line in psql.output.split()) == {m: str(n) for m, n in landed.items()}
+    duck = next(s for s in readme_run.steps if "import duckdb" in s.command)
+    assert {m: n for m, n, _ in ast.literal_eval(duck.output.strip())} == landed
+    bq = next(s for s in readme_run.steps if "Dataset.from_config()" in s.command)
+    trips = ast.literal_eval(bq.output.strip())
+    assert trips and all(n > 0 for _, n in trips) and len(trips) <= len(landed)
     metrics = next(s for s in readme_run.steps if "metrics" in s.command)
     done = [line for line in metrics.output.splitlines() if line.startswith("luigi_task_done_total")]
     assert done and float(done[0].split()[-1]) >= 1  # at least green 2020-07 ran through luigid
