@@ -58,7 +58,8 @@ class IngestMonth(MonthTask):
 
         kept = ("source",) if DownloadCSV.of(self.unit).output().exists() else ()
         stages = (*kept, *(t.ledger_stage for t in self.requires()))
-        return ledger.unrecorded(Lake.from_config(), self.unit, stages)
+        report = ParquetFile.of(self.unit).output().report()
+        return ledger.unrecorded(Lake.from_config(), self.unit, stages, report)
 
     def complete(self) -> bool:
         return all(t.complete() for t in self.requires()) and not self.unrecorded()

@@ -214,3 +214,23 @@ def test_report_round_trips_through_json(tmp_path: Path) -> None:
     assert quality.read(path) == report
     path.write_text(path.read_text().replace('"rows_written"', '"rows_lost"'))
     assert quality.read(path) is None  # a report missing a field is no report, never a KeyError later
+
+
+def test_fingerprint_sums_are_exact_and_rounding_is_half_away_from_zero() -> None:
+    """The warehouses' SQL rounds halves away from zero and sums integers exactly; so must we."""
+    from tlc.fingerprint import FingerprintCounter
+
+    counter = FingerprintCounter("yellow")
+    columns = schema.arrow_schema("yellow")
+    big = 2**62  # two of these overflow int64: the sum must still be exact
+    values = {
+        "vendor_id": [big, big, None],
+        "fare_amount": [0.005, -0.005, 0.015],  # x 100: 0.5, -0.5 and 1.5 (one ulp off): halves away from zero
+        "store_and_fwd_flag": ["N", "é", None],
+    }
+    arrays = [pa.array(values.get(f.name, [None] * 3), f.type) for f in columns]
+    counter.add(pa.RecordBatch.from_arrays(arrays, schema=columns))
+    found = counter.result()
+    assert found["vendor_id"] == {"n": 2, "sum": 2 * big}
+    assert found["fare_amount"] == {"n": 3, "cents": 2}  # 0.5 -> 1, -0.5 -> -1, 1.5 -> 2
+    assert found["store_and_fwd_flag"] == {"n": 2, "chars": 2}

@@ -61,7 +61,8 @@ def test_report_reconciles_then_turns_red_on_tampering(landed: Path, tmp_path: P
     assert report(["--html", str(page)]) == 1
     out = capsys.readouterr().out
     rows = {line[:14]: line for line in out.splitlines() if line[:6] in ("yellow", "green ")}
-    assert "1,199" in rows["yellow 2021-01"] and rows["yellow 2021-01"].rstrip().endswith("mismatch")
+    assert "1,199" in rows["yellow 2021-01"] and " mismatch  " in rows["yellow 2021-01"]
+    assert "postgres values differ: " in rows["yellow 2021-01"]  # the row is gone: its values with it
     assert "GCS object differs from the Parquet (md5)" in rows["yellow 2021-02"]
     assert rows["yellow 2021-02"].split()[2:7] == ["1,200"] * 5  # its Postgres partition is untouched
     assert rows["green  2021-01"].rstrip().endswith("ok")

@@ -22,6 +22,7 @@ from tlc.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from tlc.gcs.lake import Lake
+    from tlc.quality import QualityReport
 
 STAGES = ("source", "parquet", "gcs", "bigquery", "postgres")
 # Which stage each stage was made from, and the key under which it records that input's sha256.
@@ -46,11 +47,44 @@ def read(lake: Lake, month: Month) -> dict[str, Any]:
     return doc or {}
 
 
-def unrecorded(lake: Lake, month: Month, stages: tuple[str, ...] = STAGES) -> list[str]:
-    """Stages of ``stages`` the manifest lacks or marks stale: a kill between a sink's commit
-    and its ``record`` leaves one, and IngestMonth records it again from the sink's state."""
-    recorded = read(lake, month).get("stages", {})
-    return [s for s in stages if s not in recorded or recorded[s].get("stale")]
+def expected(report: QualityReport) -> dict[str, dict[str, Any]]:
+    """What each stage's entry must say of the month the quality report describes."""
+    parquet = {"parquet_sha256": report.parquet.sha256, "rows": report.rows_written}
+    return {
+        "source": {"sha256": report.source.sha256},
+        "parquet": {"sha256": report.parquet.sha256, "rows_written": report.rows_written},
+        "gcs": {"md5": report.parquet.md5, "parquet_sha256": report.parquet.sha256},
+        "bigquery": parquet,
+        "postgres": parquet,
+    }
+
+
+def disagreements(manifest: dict[str, Any], stages: tuple[str, ...], report: QualityReport | None) -> dict[str, str]:
+    """Stage -> why its entry cannot be trusted: missing, stale, or saying other than the lake does.
+
+    The manifest is a record for people to read, never the truth: an edited or half-written
+    one is noticed here (by the report and by IngestMonth, which writes the entry again).
+    """
+    recorded = manifest.get("stages") if isinstance(manifest.get("stages"), dict) else {}
+    wanted = expected(report) if report is not None else {}
+    found = {}
+    for stage in stages:
+        entry = recorded.get(stage)
+        if not isinstance(entry, dict):
+            found[stage] = "no entry"
+        elif entry.get("stale"):
+            found[stage] = "stale (made from an older input)"
+        else:
+            wrong = [k for k, v in wanted.get(stage, {}).items() if v is not None and entry.get(k) != v]
+            if wrong:
+                found[stage] = f"says other {', '.join(wrong)} than the lake"
+    return found
+
+
+def unrecorded(lake: Lake, month: Month, stages: tuple[str, ...], report: QualityReport | None) -> list[str]:
+    """Stages whose entry IngestMonth must write again from the stage's state: a kill between a
+    sink's commit and its ``record`` leaves one missing, an edit by hand leaves one wrong."""
+    return list(disagreements(read(lake, month), stages, report))
 
 
 def _updated(manifest: dict[str, Any], month: Month, stage: str, facts: dict[str, Any]) -> dict[str, Any]:

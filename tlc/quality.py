@@ -61,6 +61,9 @@ class QualityReport:
     parquet: ParquetFacts
     source: SourceFacts = field(default_factory=SourceFacts)
     missing_optional_columns: list[str] = field(default_factory=list)
+    # Per column: non-null count and exact sums / cents / lengths / min-max (tlc.fingerprint);
+    # the warehouses are checked against it value by value. Empty in reports made before it existed.
+    fingerprint: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def source_rows(self) -> int:
@@ -136,7 +139,13 @@ class QualityCounter:
             self.pickup_max = max(filter(None, (self.pickup_max, bounds["max"])))
 
     def report(
-        self, month: Month, schema_version: int, rules: dict[str, Any], parquet: ParquetFacts, missing: list[str]
+        self,
+        month: Month,
+        schema_version: int,
+        rules: dict[str, Any],
+        parquet: ParquetFacts,
+        missing: list[str],
+        fingerprint: dict[str, dict[str, Any]],
     ) -> QualityReport:
         return QualityReport(
             color=month.color,
@@ -155,4 +164,5 @@ class QualityCounter:
             pickup_max=self.pickup_max.isoformat() if self.pickup_max else None,
             parquet=parquet,
             missing_optional_columns=missing,
+            fingerprint=fingerprint,
         )

@@ -7,7 +7,9 @@ from typing import NamedTuple
 
 from google.api_core import exceptions as gexc
 
+from tlc import fingerprint
 from tlc.bigquery.dataset import Dataset
+from tlc.fingerprint import Fingerprint
 from tlc.gcp import sink_errors
 from tlc.month import Month
 
@@ -54,3 +56,16 @@ def markers(ds: Dataset, color: str) -> dict[dt.date, Marker]:
         except gexc.NotFound:
             return {}
     return {r["source_month"]: Marker(int(r["rows"]), r["parquet_sha256"]) for r in rows}
+
+
+def fingerprints(ds: Dataset, color: str) -> dict[dt.date, Fingerprint]:
+    """The values of every month of a color, in one aggregate query (tlc.fingerprint)."""
+    exprs, keys = fingerprint.select_list(color, "bigquery")
+    table = ds.table_id(color)
+    sql = f"SELECT source_month, {', '.join(exprs)} FROM `{table}` GROUP BY source_month"  # noqa: S608 - schema names
+    with sink_errors(f"BigQuery fingerprint of {table}"):
+        try:
+            rows = ds.query(sql)
+        except gexc.NotFound:
+            return {}
+    return {r[0]: fingerprint.from_row(list(r.values())[1:], keys) for r in rows}

@@ -12,6 +12,7 @@ from typing import Any
 
 from tlc.bigquery import state
 from tlc.bigquery.dataset import Dataset
+from tlc.fingerprint import Fingerprint
 from tlc.lake.target import LakeParquet
 from tlc.month import Month
 from tlc.quality import QualityReport
@@ -54,3 +55,15 @@ class BigQueryMonth(SinkTarget[Dataset]):
         """The ledger's ``bigquery`` entry (written once the month is done, so the report's values hold)."""
         report = self.report()
         return {"table": self.table, "rows": report.rows_written, "parquet_sha256": report.parquet.sha256}
+
+    @classmethod
+    def fingerprints(cls, targets: list[BigQueryMonth]) -> list[Fingerprint | None]:
+        """The values each month holds (tlc.fingerprint): one aggregate query per color."""
+        by_color: dict[tuple[str, str], dict] = {}
+        found = []
+        for t in targets:
+            where = (t.ds.id, t.month.color)
+            if where not in by_color:
+                by_color[where] = state.fingerprints(t.ds, t.month.color)
+            found.append(by_color[where].get(t.month.first_day))
+        return found

@@ -123,20 +123,23 @@ class Lake:
             self.bucket.blob(blob.name).delete(if_generation_match=blob.generation, retry=self.retry)
 
     def read_json(self, key: str) -> tuple[dict[str, Any] | None, int]:
-        """A small JSON record and its generation (0 when absent); an unreadable one reads as absent."""
+        """A small JSON record and the generation those very bytes are (0 when absent), in one
+        request: the generation comes with the download. An unreadable record reads as absent."""
+        blob = self.bucket.blob(self.name(key))
         with self._errors("read", key):
             try:
-                blob = self.bucket.get_blob(self.name(key), retry=self.retry)
-                if blob is None:
-                    return None, 0
-                data = blob.download_as_bytes(if_generation_match=blob.generation, retry=self.retry)
-            except (gexc.NotFound, gexc.PreconditionFailed):
-                return None, 0  # deleted or replaced between the two calls: read as absent, the caller retries
+                data = blob.download_as_bytes(retry=self.retry)
+                if not blob.generation:  # a server that does not say: ask, then read exactly that one
+                    blob = self.bucket.get_blob(self.name(key), retry=self.retry)
+                    data = blob.download_as_bytes(if_generation_match=blob.generation, retry=self.retry)
+            except (gexc.NotFound, gexc.PreconditionFailed, AttributeError):
+                return None, 0  # gone, or replaced between two calls: read as absent, the caller retries
+        generation = int(blob.generation)
         try:
             doc = json.loads(data)
         except ValueError:
-            return None, int(blob.generation)
-        return (doc if isinstance(doc, dict) else None), int(blob.generation)
+            return None, generation
+        return (doc if isinstance(doc, dict) else None), generation
 
     def write_json(self, key: str, doc: dict[str, Any], if_generation_match: int | None = None) -> bool:
         """Write a record; with ``if_generation_match`` only over that generation (0: only if absent).

@@ -18,6 +18,7 @@ from tlc import rules as cleaning
 from tlc import schema
 from tlc.atomic import atomic_path
 from tlc.errors import DataError
+from tlc.fingerprint import FingerprintCounter
 from tlc.lake.writer import RowGroupWriter
 from tlc.month import Month
 from tlc.quality import ParquetFacts, QualityCounter, QualityReport
@@ -45,6 +46,9 @@ def canonical_batch(raw: pa.RecordBatch, header: schema.HeaderMap, month: Month)
                 arr = pc.cast(arr, target, safe=True)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise DataError(f"column {source!r} holds a value that is not {col.kind}: {exc}") from None
+        if col.kind == "string" and pc.any(pc.match_substring(arr, "\x00")).as_py():
+            # PostgreSQL's text cannot hold NUL: refused here, before any sink, not half-landed after.
+            raise DataError(f"column {source!r} holds a NUL character, which PostgreSQL text cannot store")
         arrays.append(arr)
     return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
 
@@ -60,8 +64,10 @@ def convert_month(
     quality = QualityCounter(
         [c.name for c in columns if c.name != schema.SOURCE_MONTH], [c.name for c in columns if c.money]
     )
+    values = FingerprintCounter(month.color)
     with csv_releases.batches(src, month.color) as (header, rows, fraction), atomic_path(dest) as tmp:
-        with RowGroupWriter(tmp, schema.arrow_schema(month.color)) as writer:
+        # The fingerprint is taken on the encoding thread, a row group at a time, off the parsing's path.
+        with RowGroupWriter(tmp, schema.arrow_schema(month.color), observe=values.add) as writer:
             for raw in rows:
                 batch = canonical_batch(raw, header, month)
                 pickup = batch.column("pickup_datetime")
@@ -75,4 +81,6 @@ def convert_month(
         if quality.rows_read == 0:
             raise DataError(f"{src.name}: no data rows after the header")
     parquet = ParquetFacts(file=dest.name, size=dest.stat().st_size, **writer.digests())
-    return quality.report(month, schema.SCHEMA_VERSION, rules.active(), parquet, header.missing_optional)
+    return quality.report(
+        month, schema.SCHEMA_VERSION, rules.active(), parquet, header.missing_optional, values.result()
+    )

@@ -73,6 +73,24 @@ class LakeParquet(luigi.Target):
         report = self.report()
         return self.current(report) and self.stored(report) is not None
 
+    @classmethod
+    def bulk_exists(cls, targets: list[LakeParquet]) -> list[bool]:
+        """Many months from one listing per color of the reports and one of the published objects;
+        a month not published yet is asked about its staged object alone."""
+        published: dict[tuple[int, str], dict[str, storage.Blob]] = {}
+        done = []
+        for t, report in zip(targets, cls.reports(targets), strict=True):
+            where = (id(t.lake), t.month.color)
+            if where not in published:
+                published[where] = t.lake.listing(layout.color_prefix(t.month.color))
+            if not t.current(report):
+                done.append(False)
+            elif holds(published[where].get(layout.lake_key(t.month)), report):
+                done.append(True)
+            else:
+                done.append(holds(t.lake.get(t.staged_key(report)), report))
+        return done
+
     def cached(self, report: QualityReport) -> Path | None:
         """The local copy, when this host has exactly the report's Parquet (size and the cached report agree)."""
         local = quality.read(self.report_path)

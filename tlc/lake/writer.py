@@ -11,6 +11,7 @@ import hashlib
 import io
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,9 @@ class RowGroupWriter:
     side stops both.
     """
 
-    def __init__(self, path: Path, target: pa.Schema) -> None:
+    def __init__(self, path: Path, target: pa.Schema, observe: Callable[[pa.Table], None] | None = None) -> None:
         self._path = path
+        self._observe = observe  # sees each row group on the encoding thread (the values' fingerprint)
         try:
             self._file = HashingFile(path)
             self._writer = pq.ParquetWriter(self._file, target, compression="zstd", compression_level=1)
@@ -68,6 +70,8 @@ class RowGroupWriter:
         while (table := self._queue.get()) is not None:
             if self._error is None:
                 try:
+                    if self._observe:
+                        self._observe(table)
                     self._writer.write_table(table)
                     phases.reached("parquet.row_group_written", rows=table.num_rows, bytes=self._file.bytes_written)
                 except BaseException as exc:  # noqa: BLE001 - handed to the producer thread

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import NamedTuple
 
 import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
-from tlc import schema
+from tlc import fingerprint, schema
 from tlc.errors import SinkError
+from tlc.fingerprint import Fingerprint
 from tlc.identifiers import identifier, table_name
 from tlc.month import Month
 from tlc.postgres.connection import Connection, first_line, rollback_quietly
@@ -58,3 +60,24 @@ def month_states(conn: Connection, schema_name: str, months: list[Month]) -> dic
         rollback_quietly(conn)
     by_day = {day: MonthState(rows, sha, count) for day, rows, sha, count in found}
     return {m: by_day[m.first_day] for m in months}
+
+
+def fingerprints(conn: Connection, schema_name: str, color: str) -> dict[dt.date, Fingerprint]:
+    """The values of every month of a color, in one aggregate query (tlc.fingerprint)."""
+    exprs, keys = fingerprint.select_list(color, "postgres")
+    query = sql.SQL("SELECT source_month, {} FROM {}.{} GROUP BY source_month").format(
+        sql.SQL(", ").join(map(sql.SQL, exprs)),
+        sql.Identifier(identifier(schema_name, "postgres schema")),
+        sql.Identifier(table_name(color)),
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            found = cur.fetchall()
+    except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
+        return {}
+    except psycopg2.Error as exc:
+        raise SinkError(f"cannot read the {color} values in PostgreSQL: {first_line(exc)}") from None
+    finally:
+        rollback_quietly(conn)
+    return {row[0]: fingerprint.from_row(list(row[1:]), keys) for row in found}

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from tlc.config import PostgresConfig
+from tlc.fingerprint import Fingerprint
 from tlc.lake.target import LakeParquet
 from tlc.month import Month
 from tlc.postgres.connection import Connection, connect
-from tlc.postgres.state import MonthState, month_states
+from tlc.postgres.state import MonthState, fingerprints, month_states
 from tlc.quality import QualityReport
 from tlc.sink import SinkState, SinkTarget
 
@@ -94,3 +95,14 @@ class PostgresMonth(SinkTarget[Database]):
             "rows": report.rows_written,
             "parquet_sha256": report.parquet.sha256,
         }
+
+    @classmethod
+    def fingerprints(cls, targets: list[PostgresMonth]) -> list[Fingerprint | None]:
+        """The values each month holds (tlc.fingerprint): one aggregate query per color."""
+        by_color: dict[str, dict] = {}
+        if targets:
+            db = targets[0].db
+            with db.connection() as conn:
+                for color in {t.month.color for t in targets}:
+                    by_color[color] = fingerprints(conn, db.schema, color)
+        return [by_color[t.month.color].get(t.month.first_day) for t in targets]

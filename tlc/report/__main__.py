@@ -23,15 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     skip = {s for s in args.skip.split(",") if s}
     try:
-        rows = reconcile(PathsConfig().root(), skip)
+        rows, strays = reconcile(PathsConfig().root(), skip)
     except PipelineError as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 2
     print(table(rows, skip))
+    for stray in strays:
+        print(f"manifest of no month: {stray}")
     Path(args.html).write_text(html_page(rows, skip))
     bad = [r for r in rows if r.status == "mismatch"]
-    print(f"\n{len(rows)} month(s); {len(bad)} mismatch(es); page: {Path(args.html).resolve()}")
-    return 1 if bad else 0
+    print(f"\n{len(rows)} month(s); {len(bad) + len(strays)} mismatch(es); page: {Path(args.html).resolve()}")
+    return 1 if bad or strays else 0
 
 
 if __name__ == "__main__":

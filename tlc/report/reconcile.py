@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from tlc import layout
+from tlc import fingerprint, layout, ledger
 from tlc.bigquery.dataset import Dataset
 from tlc.bigquery.target import BigQueryMonth
 from tlc.config import CleaningConfig
+from tlc.errors import InvalidInput
 from tlc.gcs.lake import Lake
 from tlc.gcs.target import GcsObject
 from tlc.lake.target import LakeParquet
@@ -26,6 +27,7 @@ from tlc.lake.writer import parquet_rows
 from tlc.month import COLORS, Month
 from tlc.postgres.target import Database, PostgresMonth
 from tlc.quality import QualityReport
+from tlc.sink import SinkTarget
 
 STAGES = ("source", "parquet", "gcs", "bigquery", "postgres")
 
@@ -43,24 +45,31 @@ class MonthRow:
 
     @property
     def status(self) -> str:
+        """ok, or mismatch: a stage asked holds other rows, or none (a month half-landed), or a
+        note says why (other values, a manifest that disagrees, an object not the Parquet)."""
         expected = self.counts.get("parquet")
-        values = [self.counts.get(s) for s in STAGES[1:]]
-        if self.notes or any(v is not None and v != expected for v in values):
-            return "mismatch"
-        return "missing" if any(v is None for v in values) else "ok"
+        asked = [self.counts[s] for s in STAGES[1:] if s in self.counts]
+        return "mismatch" if self.notes or expected is None or any(v != expected for v in asked) else "ok"
 
 
 _MANIFEST = re.compile(r"(?P<color>[a-z]+)_tripdata_(?P<month>\d{4}-\d{2})\.manifest\.json$")
 
 
-def ledger_months(lake: Lake) -> list[Month]:
-    """Every month with a manifest in the lake, from one listing."""
-    found = set()
+def ledger_months(lake: Lake) -> tuple[list[Month], list[str]]:
+    """Every month with a manifest in the lake, from one listing; and the manifests named for no
+    valid month, which are reported by name rather than stopping the report."""
+    found, strays = set(), []
     for key in lake.listing(layout.meta_prefix()):
         match = _MANIFEST.search(key)
-        if match and match["color"] in COLORS:
+        if not match:
+            continue
+        try:
+            if match["color"] not in COLORS:
+                raise InvalidInput(f"color {match['color']!r} is not one of {', '.join(COLORS)}")
             found.add(Month.parse(match["color"], match["month"]))
-    return sorted(found)
+        except InvalidInput as exc:
+            strays.append(f"{lake.uri(key)}: {exc}")
+    return sorted(found), strays
 
 
 def _parquet_rows(parquet: LakeParquet, report: QualityReport | None) -> int | None:
@@ -94,9 +103,35 @@ _SINK_TARGETS = {
 }
 
 
-def reconcile(root: Path, skip: set[str]) -> list[MonthRow]:
+def _check_manifests(lake: Lake, rows: list[MonthRow]) -> None:
+    """Each manifest against the lake: a missing, stale, edited or unreadable entry is a mismatch."""
+    for row in rows:
+        doc, generation = lake.read_json(layout.manifest_key(row.month))
+        if doc is None:
+            row.notes.append("manifest unreadable" if generation else "manifest missing")
+            continue
+        stages = tuple(s for s in STAGES if s in row.counts or s in ("source", "parquet"))
+        for stage, why in ledger.disagreements(doc, stages, row.quality).items():
+            row.notes.append(f"manifest {stage}: {why}")
+
+
+def _check_values(target: type[SinkTarget], name: str, rows: list[MonthRow], targets: list[SinkTarget]) -> None:
+    """Each sink's values against the quality report's fingerprint, where the rows are all there."""
+    found = target.fingerprints(targets)  # type: ignore[attr-defined]
+    for row, values in zip(rows, found, strict=True):
+        if row.quality is None or not row.quality.fingerprint or values is None:
+            continue
+        wrong = fingerprint.differences(row.quality.fingerprint, values)
+        if wrong:
+            more = f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else ""
+            row.notes.append(f"{name} values differ: {'; '.join(wrong[:3])}{more}")
+
+
+def reconcile(root: Path, skip: set[str]) -> tuple[list[MonthRow], list[str]]:
+    """Every month, counted and checked in every stage not skipped; and the manifests of no month."""
     lake = Lake.from_config()
-    rows = [MonthRow(m) for m in ledger_months(lake)]
+    months, strays = ledger_months(lake)
+    rows = [MonthRow(m) for m in months]
     rules = CleaningConfig().rules().active()
     parquets = [LakeParquet(lake, root, row.month, rules) for row in rows]
     for row, parquet, report in zip(rows, parquets, LakeParquet.reports(parquets), strict=True):
@@ -105,9 +140,12 @@ def reconcile(root: Path, skip: set[str]) -> list[MonthRow]:
         if name in skip or not rows:
             continue
         where = handle()
-        states = target.observe_all([target(where, r.month, p) for r, p in zip(rows, parquets, strict=True)])
-        for row, state in zip(rows, states, strict=True):
+        targets = [target(where, r.month, p) for r, p in zip(rows, parquets, strict=True)]
+        for row, state in zip(rows, target.observe_all(targets), strict=True):
             row.counts[name] = state.rows
             if state.note:
                 row.notes.append(state.note)
-    return rows
+        if hasattr(target, "fingerprints"):
+            _check_values(target, name, rows, targets)
+    _check_manifests(lake, rows)
+    return rows, strays
