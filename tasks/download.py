@@ -1,24 +1,41 @@
-"""DownloadCSV: the month's CSV.gz from the DataTalksClub releases, verified, with its lineage record."""
+"""The first stage: the month's source file, verified, with its lineage record.
+
+``DownloadCSV`` fetches the DataTalksClub CSV.gz releases, ``DownloadTLCParquet`` the TLC's
+own Parquet files; which one a month needs is its source kind (``[tlc.source] kind``, resolved
+into ``self.unit.source``), and ``download_task`` picks it. Each is done when its ``RawFile``
+matches its record; the record names the source kind, so the ledger says where a month came from.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, ClassVar
 
 from tasks.params import MonthTask
 from tlc import layout
 from tlc.atomic import read_json, write_json
 from tlc.config import PathsConfig, SourceConfig
-from tlc.errors import local_writes
-from tlc.sources import csv_releases
+from tlc.errors import InvalidInput, local_writes
+from tlc.month import Month
+from tlc.sources import kinds
 from tlc.sources.http import download, record_dict, remote_validators, unchanged
 from tlc.sources.target import RawFile
 
 
-class DownloadCSV(MonthTask):
-    """Fetch ``{color}_tripdata_{YYYY}-{MM}.csv.gz``; done when the file matches its record."""
+class SourceDownload(MonthTask):
+    """Fetch the month's file from its source kind; done when the file matches its record."""
 
     ledger_stage = "source"
+    kind: ClassVar[str] = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.unit.source != self.kind:  # one month, one source: never a second file beside the first
+            raise InvalidInput(
+                f"{self.unit.label} comes from the {self.unit.source} source under [tlc.source] kind = "
+                f"{SourceConfig().kind}, not from {self.kind}: run {DOWNLOADS[self.unit.source].__name__}"
+            )
 
     def output(self) -> RawFile:
         return RawFile(PathsConfig().root(), self.unit)
@@ -50,7 +67,7 @@ class DownloadCSV(MonthTask):
                 size = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
                 report(done / total if total else 0.0, f"downloading {size}")
 
-            url = csv_releases.url(cfg.base_url(), self.unit)
+            url = kinds.month_url(self.unit, cfg)
             if self._restore_refused(url, out.path):
                 self.record_stage()
                 report(1.0, "the source still serves the download refused earlier: converting it again")
@@ -58,11 +75,31 @@ class DownloadCSV(MonthTask):
             record = download(
                 url,
                 out.path,
-                csv_releases.GzipVerifier,
+                kinds.VERIFIERS[self.kind],
                 retry=cfg.retry(),
                 progress=progress,
                 log=lambda msg: self.set_status_message(f"{self.unit.label}: {msg}"),
             )
-            write_json(out.record_path, record_dict(record))
+            write_json(out.record_path, {**record_dict(record), "kind": self.kind})
             self.record_stage()
             report(1.0, f"downloaded {record.size / 1e6:.1f} MB, sha256 {record.sha256[:12]}")
+
+
+class DownloadCSV(SourceDownload):
+    """Fetch ``{color}_tripdata_{YYYY}-{MM}.csv.gz`` from the DataTalksClub releases (gzip verified)."""
+
+    kind = "csv"
+
+
+class DownloadTLCParquet(SourceDownload):
+    """Fetch ``{service}_tripdata_{YYYY}-{MM}.parquet`` from the TLC (magic, footer and row count verified)."""
+
+    kind = "parquet"
+
+
+DOWNLOADS: dict[str, type[SourceDownload]] = {"csv": DownloadCSV, "parquet": DownloadTLCParquet}
+
+
+def download_task(month: Month) -> SourceDownload:
+    """The download task of the month's source kind."""
+    return DOWNLOADS[month.source].of(month)

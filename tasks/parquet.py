@@ -7,12 +7,12 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from tasks.download import DownloadCSV
+from tasks.download import SourceDownload, download_task
 from tasks.params import MonthTask
 from tlc import layout, quality
 from tlc.atomic import read_json, write_json
 from tlc.config import CleaningConfig, PathsConfig
-from tlc.errors import CorruptSource, DataError, PipelineError, SchemaMismatch, local_writes
+from tlc.errors import CorruptSource, DataError, PipelineError, SchemaMismatch, SourceKindChanged, local_writes
 from tlc.lake.convert import convert_month
 from tlc.lake.target import LakeParquet
 from tlc.quality import SourceFacts
@@ -22,7 +22,10 @@ class ParquetFile(MonthTask):
     """Convert the downloaded month; done when Parquet and report agree and match the config in force."""
 
     ledger_stage = "parquet"
-    upstream = DownloadCSV
+
+    def requires(self) -> SourceDownload:
+        """The download of the month's source kind: DownloadCSV or DownloadTLCParquet."""
+        return download_task(self.unit)
 
     def output(self) -> LakeParquet:
         return LakeParquet(PathsConfig().root(), self.unit, CleaningConfig().rules().active())
@@ -30,7 +33,7 @@ class ParquetFile(MonthTask):
     def _reject(self, raw: Path, reason: PipelineError) -> Path:
         """Move a refused download out of the graph, so a fix at the source is fetched by a plain rerun.
 
-        DownloadCSV asks the source first: while it still serves the same file, the kept copy
+        The download task asks the source first: while it still serves the same file, the kept copy
         comes back instead of a new download, and is converted again (by a fixed pipeline, say).
         """
         root = PathsConfig().root()
@@ -46,8 +49,20 @@ class ParquetFile(MonthTask):
         write_json(layout.rejected_record(root, self.unit), rejected)
         return kept
 
+    def _check_same_source(self, out: LakeParquet) -> None:
+        """A month never switches source by itself (say, when new cleaning rules rebuild it):
+        ``python -m tlc.refresh --apply`` does it on request. Reports before the TLC source are the CSV's."""
+        previous = out.report()
+        was = (previous.source.kind or "csv") if previous else self.unit.source
+        if was != self.unit.source:
+            raise SourceKindChanged(
+                f"{self.unit.label} was made from the {was} source and [tlc.source] kind now gives "
+                f"{self.unit.source}: `python -m tlc.refresh --start {self.unit.key} --apply` re-ingests it"
+            )
+
     def run(self) -> None:
         raw, out = self.requires().output(), self.output()
+        self._check_same_source(out)
         with local_writes(f"writing the Parquet of {self.unit.label} under {PathsConfig().root()}"):
             try:
                 report = convert_month(

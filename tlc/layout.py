@@ -11,12 +11,16 @@ from pathlib import Path
 from tlc.month import Month
 from tlc.schema import SCHEMA_VERSION
 
-RAW_SUFFIX = ".csv.gz"
+RAW_SUFFIXES = {"csv": ".csv.gz", "parquet": ".parquet"}  # per source kind (Month.source)
+
+
+def raw_suffix(month: Month) -> str:
+    return RAW_SUFFIXES[month.source]
 
 
 def raw_name(month: Month) -> str:
     """The source file's own name, as the publisher spells it."""
-    return month.stem + RAW_SUFFIX
+    return month.stem + raw_suffix(month)
 
 
 def raw_path(root: Path, month: Month) -> Path:
@@ -34,7 +38,7 @@ def rejected_record(root: Path, month: Month) -> Path:
 
 def rejected_copy(root: Path, month: Month, sha256: str) -> Path:
     """A refused download, kept out of the task graph; named by content, so none overwrites another."""
-    return root / "rejected" / month.color / f"{month.stem}.{sha256[:12]}{RAW_SUFFIX}"
+    return root / "rejected" / month.color / f"{month.stem}.{sha256[:12]}{raw_suffix(month)}"
 
 
 def lake_prefix(color: str) -> str:

@@ -1,6 +1,7 @@
 """A downloaded month -> the canonical typed Parquet, streamed in bounded memory, with its quality report.
 
-The source kind yields the month's rows block by block (``tlc.sources``); every block is cast
+The month's source kind yields its rows block by block (``tlc.sources``: the CSV releases or
+the TLC's Parquet, by ``month.source``); every block is cast
 into the color's canonical schema, counted, filtered by the cleaning rules in force and
 handed to a writer that gathers blocks into row groups, so memory stays flat whatever the
 size of the month.
@@ -21,7 +22,7 @@ from tlc.errors import DataError
 from tlc.lake.writer import RowGroupWriter
 from tlc.month import Month
 from tlc.quality import ParquetFacts, QualityCounter, QualityReport
-from tlc.sources import csv_releases
+from tlc.sources.kinds import READERS
 
 Progress = Callable[[float, str], None]  # (fraction done, status line)
 
@@ -60,7 +61,7 @@ def convert_month(
     quality = QualityCounter(
         [c.name for c in columns if c.name != schema.SOURCE_MONTH], [c.name for c in columns if c.money]
     )
-    with csv_releases.batches(src, month.color) as (header, rows, fraction), atomic_path(dest) as tmp:
+    with READERS[month.source](src, month.color) as (header, rows, fraction), atomic_path(dest) as tmp:
         with RowGroupWriter(tmp, schema.arrow_schema(month.color)) as writer:
             for raw in rows:
                 batch = canonical_batch(raw, header, month)

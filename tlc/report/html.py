@@ -19,7 +19,7 @@ def table(rows: list[MonthRow], skip: set[str]) -> str:
     return "\n".join(lines)
 
 
-_COLOURS = {"yellow": "#e6b800", "green": "#2e8b57", "fhv": "#4a6fa5"}
+_COLOURS = {"yellow": "#e6b800", "green": "#2e8b57", "fhv": "#4a6fa5", "fhvhv": "#8e5ea2"}
 _STATUS = {"ok": "#c8e6c9", "missing": "#eeeeee", "mismatch": "#ef9a9a"}
 
 
