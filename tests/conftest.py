@@ -60,9 +60,10 @@ def cfg(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], str]:
 def pipeline_env(
     tmp_path: Path, source: SourceServer, monkeypatch: pytest.MonkeyPatch, cfg: dict[tuple[str, str], str]
 ) -> Path:
-    """Point the pipeline at the loopback source and a fresh data dir; fast retries."""
+    """Point the pipeline at the loopback source (both layouts) and a fresh data dir; fast retries."""
     data = tmp_path / "data"
     monkeypatch.setenv("TLC_SOURCE_URL", source.url)
+    monkeypatch.setenv("TLC_PARQUET_URL", f"{source.url}/trip-data")
     monkeypatch.setenv("TLC_DATA_DIR", str(data))
     return data
 
