@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
-from tlc import layout, ledger
+from tlc import layout, ledger, quality
 from tlc.config import PathsConfig, SourceConfig
 from tlc.errors import PipelineError
 from tlc.month import COLORS, Month, month_units, parse_colors, parse_span
@@ -29,14 +30,16 @@ from tlc.sources.http import changed, redact_url, remote_validators
 from tlc.sources.kinds import NAMES, month_url
 
 
-def recorded_kind(recorded: dict) -> str:
-    """The source kind a ledger's ``source`` entry names; entries older than the TLC source are the CSV's."""
-    return recorded.get("kind") or "csv"
+def made_from(root: Path, month: Month, recorded: dict) -> str:
+    """The source kind the month's Parquet was made from (its quality report says), else the one the
+    ledger's ``source`` entry names; records older than the TLC source are the CSV releases'."""
+    report = quality.read(layout.quality_path(layout.lake_path(root, month)))
+    return (report.source.kind if report else recorded.get("kind")) or "csv"
 
 
-def _check(month: Month, recorded: dict, src: SourceConfig) -> Month | None:
+def _check(root: Path, month: Month, recorded: dict, src: SourceConfig) -> Month | None:
     """The month as it was ingested, when it must be re-ingested (and says why), else None."""
-    was = recorded_kind(recorded)
+    was = made_from(root, month, recorded)
     if was != month.source:
         print(f"{month.label}: ingested from {NAMES[was]}, [tlc.source] kind now gives {NAMES[month.source]}")
         return dataclasses.replace(month, source=was)
@@ -63,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         for m in months:
             recorded = ledger.read(root, m).get("stages", {}).get("source")
             if recorded:  # never ingested: nothing to compare
-                ingested = _check(m, recorded, src)
+                ingested = _check(root, m, recorded, src)
                 stale += [ingested] if ingested else []
         for m in stale if args.apply else []:
-            raw = layout.raw_path(root, m)
-            for path in (layout.raw_meta_path(raw), layout.quality_path(layout.lake_path(root, m))):
+            current = dataclasses.replace(m, source=src.source_of(m.color, m.year, m.month))
+            raws = {layout.raw_meta_path(layout.raw_path(root, u)) for u in (m, current)}
+            for path in (*raws, layout.quality_path(layout.lake_path(root, m))):
                 path.unlink(missing_ok=True)
             print(f"{m.label}: invalidated; the next IngestRange re-ingests it")
     except (PipelineError, OSError) as exc:
