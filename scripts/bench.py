@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts import bench_postgres
+from scripts import bench_parquet, bench_postgres
 from scripts.make_sample_data import month_path, write_month
 from scripts.stack import Stack
 from tlc import layout
@@ -124,6 +124,13 @@ def main() -> int:
     parser.add_argument("--out", default="bench-out", help="work directory (default bench-out)")
     parser.add_argument("--skip-big", action="store_true", help="skip the 5x month")
     parser.add_argument("--to-sql-rows", type=int, default=None, help="run the seeds' to_sql on N rows, extrapolate")
+    parser.add_argument(
+        "--tlc-rows",
+        type=int,
+        default=bench_parquet.ROWS,
+        help=f"rows of the TLC Parquet month ({bench_parquet.ROWS:,})",
+    )
+    parser.add_argument("--only-tlc", action="store_true", help="only the TLC Parquet source's cases")
     args = parser.parse_args()
     out = (ROOT / args.out).resolve()
 
@@ -142,6 +149,9 @@ def main() -> int:
     url = f"{env['TLC_SOURCE_URL']}/yellow/yellow_tripdata_2021-01.csv.gz"
 
     try:
+        bench_parquet.run(env, source, out, args.tlc_rows, args.skip_big)
+        if args.only_tlc:
+            return 0
         print(f"\nCSV.gz -> Parquet, yellow 2021-01, {args.rows:,} rows ({size_mb:.1f} MB gzip), over loopback HTTP")
         seeds = measure(
             "seeds: pandas read_csv + to_parquet", [sys.executable, "-c", SEEDS, url, str(out / "seeds.parquet")], env

@@ -66,8 +66,11 @@ class MonthTask(luigi.Task):
     """A unit of work keyed by the source file's month; ``self.unit`` is that month, validated whole,
     with the source kind its file comes from."""
 
-    color = ColorParameter(description=f"trip record color: {', '.join(COLORS)}")
-    year = YearParameter(description="year of the source file, 2009 onwards")
+    color = ColorParameter(
+        description=f"trip record color (service): {', '.join(COLORS)}; the month's file comes from "
+        "--tlc.source-kind ([tlc.source] kind): auto (default), csv or parquet"
+    )
+    year = YearParameter(description="year of the source file, 2009 onwards (green 2013-08, fhv 2015, fhvhv 2019-02)")
     month = MonthParameter(description="month of the source file, 1-12")
 
     ledger_stage: ClassVar[str] = ""  # the manifest entry this task writes, if any (tlc.ledger.STAGES)

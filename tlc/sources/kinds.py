@@ -3,9 +3,13 @@ whole, how it is read. ``Month.source`` picks the row; nothing else branches on 
 
 from __future__ import annotations
 
-from tlc.config import SourceConfig
+from typing import TYPE_CHECKING
+
 from tlc.month import Month
 from tlc.sources import csv_releases, tlc_parquet
+
+if TYPE_CHECKING:  # not imported at run time: the conversion process needs no luigi
+    from tlc.config import SourceConfig
 
 URLS = {"csv": csv_releases.url, "parquet": tlc_parquet.url}
 VERIFIERS = {"csv": csv_releases.GzipVerifier, "parquet": tlc_parquet.ParquetVerifier}
