@@ -16,6 +16,8 @@ from contextlib import closing
 from pathlib import Path
 
 import psycopg2
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from luigi.task_register import Register
 
@@ -200,3 +202,23 @@ def test_ranges_leave_out_months_a_service_or_source_does_not_have(pipeline_env:
     ]
     cfg["tlc.source", "kind"] = "parquet"
     assert {u.source for u in IngestRange(colors="yellow,fhv", start="2020-01", stop="2020-02").units()} == {"parquet"}
+
+
+def test_a_refused_tlc_month_is_kept_aside_and_lands_once_the_tlc_fixes_it(
+    pipeline_env: Path, source: SourceServer, source_dir: Path
+) -> None:
+    src = write_parquet_month(source_dir, "fhvhv", 2023, 5, rows=1200, seed=4)
+    good = src.read_bytes()
+    table = pq.read_table(src)
+    pq.write_table(table.append_column("surge_multiplier", pa.array([1.0] * table.num_rows)), src)
+    task = ParquetFile(color="fhvhv", year=2023, month=5)
+    result = run([task])
+    assert not result.ok and task.task_id in result.failed
+    kept = sorted((pipeline_env / "rejected" / "fhvhv").glob("fhvhv_tripdata_2023-05.*.parquet"))
+    assert len(kept) == 1 and kept[0].read_bytes() == src.read_bytes()
+    assert not task.output().path.exists()
+
+    src.write_bytes(good)  # the TLC republishes the month without the new column
+    os.utime(src, (1_700_000_000, 1_700_000_000))
+    assert run([task]).ok
+    assert task.output().rows() == 1200 and task.output().report().source.kind == "parquet"
