@@ -7,7 +7,8 @@ against another. Ratios, not absolute seconds, are the result: they hold across 
 Cases: DownloadCSV+ParquetFile vs. pandas read_csv(url) + to_datetime + to_parquet on a
 realistic yellow month (1,369,765 rows); GCSObject+BigQueryTable of that month against the
 emulators; then DownloadCSV+ParquetFile on a month five times larger to show memory does
-not grow with the file.
+not grow with the file. First, the TLC's Parquet source (``scripts.bench_parquet``): a
+3-million-row month converted by pandas, DuckDB and ``convert_month``, and a month 5x larger.
 """
 
 from __future__ import annotations
