@@ -186,9 +186,11 @@ def all_complete(tasks: list[luigi.Task]) -> bool:
 class IngestCatchUp(luigi.WrapperTask):
     """The cron job: ingest every month of the last ``window`` that the source has published.
 
-    Months are probed with a HEAD request each; a month not published yet is skipped (and
-    named in the log), a month already done costs one ``complete()`` check, and a failure of
-    any month makes the run exit non-zero through luigi's ``[retcode]`` settings.
+    Months are probed with a HEAD request each at their source kind's URL (the TLC's Parquet
+    files under ``kind = auto``); a month not published yet is skipped (and named once in the
+    log), a month already done costs one ``complete()`` check, and a failure of any month makes
+    the run exit non-zero through luigi's ``[retcode]`` settings. The CSV releases publish no
+    new months: a window they cannot fill is refused (see ``archived_months``).
     """
 
     colors = luigi.OptionalParameter(default=None, description="comma-separated colors (default [tlc.schedule])")

@@ -1,10 +1,9 @@
 """A downloaded month -> the canonical typed Parquet, streamed in bounded memory, with its quality report.
 
 The month's source kind yields its rows block by block (``tlc.sources``: the CSV releases or
-the TLC's Parquet, by ``month.source``); every block is cast
-into the color's canonical schema, counted, filtered by the cleaning rules in force and
-handed to a writer that gathers blocks into row groups, so memory stays flat whatever the
-size of the month.
+the TLC's Parquet, by ``month.source``); every block is cast into the color's canonical schema,
+counted, filtered by the cleaning rules in force and handed to a writer that gathers blocks
+into row groups, so memory stays flat whatever the size of the month.
 """
 
 from __future__ import annotations
