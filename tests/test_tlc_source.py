@@ -15,6 +15,7 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+import luigi.configuration
 import psycopg2
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -222,3 +223,14 @@ def test_a_refused_tlc_month_is_kept_aside_and_lands_once_the_tlc_fixes_it(
     os.utime(src, (1_700_000_000, 1_700_000_000))
     assert run([task]).ok
     assert task.output().rows() == 1200 and task.output().report().source.kind == "parquet"
+
+
+def test_the_old_source_url_key_is_refused_not_ignored(pipeline_env: Path, source: SourceServer) -> None:
+    config = luigi.configuration.get_config()
+    config.set("tlc.source", "url", source.url)  # an old luigi.cfg's key
+    try:
+        with pytest.raises(InvalidInput, match=r"\[tlc.source\] url is now called csv_url"):
+            DownloadCSV(color="yellow", year=2021, month=1).run()
+    finally:
+        config.remove_option("tlc.source", "url")
+    assert not source.requests

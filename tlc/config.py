@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import luigi
 
+from tlc.errors import InvalidInput
 from tlc.identifiers import gcp_project, identifier
 from tlc.month import resolve_source
 from tlc.rules import Rules
@@ -75,7 +76,13 @@ class SourceConfig(ConfigSection):
     backoff_seconds = luigi.FloatParameter(default=1.0, description="first retry delay, doubled each time")
 
     def base_url(self, source: str) -> str:
-        """The base URL of a source kind: ``csv`` (env TLC_SOURCE_URL) or ``parquet`` (env TLC_PARQUET_URL)."""
+        """The base URL of a source kind: ``csv`` (env TLC_SOURCE_URL) or ``parquet`` (env TLC_PARQUET_URL).
+
+        The key was ``url`` before the TLC source; luigi ignores unknown keys, so an old
+        luigi.cfg would silently fall back to the default releases: it is refused instead.
+        """
+        if luigi.configuration.get_config().has_option("tlc.source", "url"):
+            raise InvalidInput("[tlc.source] url is now called csv_url (beside parquet_url): rename it in luigi.cfg")
         if source == "parquet":
             return env_or("TLC_PARQUET_URL", self.parquet_url)
         return env_or("TLC_SOURCE_URL", self.csv_url)
