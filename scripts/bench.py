@@ -7,7 +7,8 @@ against another. Ratios, not absolute seconds, are the result: they hold across 
 Cases: DownloadCSV+ParquetFile vs. pandas read_csv(url) + to_datetime + to_parquet on a
 realistic yellow month (1,369,765 rows); GCSObject+BigQueryTable of that month against the
 emulators; then DownloadCSV+ParquetFile on a month five times larger to show memory does
-not grow with the file.
+not grow with the file. First, the TLC's Parquet source (``scripts.bench_parquet``): a
+3-million-row month converted by pandas, DuckDB and ``convert_month``, and a month 5x larger.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts import bench_postgres
+from scripts import bench_parquet, bench_postgres
 from scripts.make_sample_data import month_path, write_month
 from scripts.stack import Stack
 from tlc import layout
@@ -127,6 +128,13 @@ def main() -> int:
     parser.add_argument("--out", default="bench-out", help="work directory (default bench-out)")
     parser.add_argument("--skip-big", action="store_true", help="skip the 5x month")
     parser.add_argument("--to-sql-rows", type=int, default=None, help="run the seeds' to_sql on N rows, extrapolate")
+    parser.add_argument(
+        "--tlc-rows",
+        type=int,
+        default=bench_parquet.ROWS,
+        help=f"rows of the TLC Parquet month ({bench_parquet.ROWS:,})",
+    )
+    parser.add_argument("--only-tlc", action="store_true", help="only the TLC Parquet source's cases")
     args = parser.parse_args()
     out = (ROOT / args.out).resolve()
 
@@ -147,6 +155,9 @@ def main() -> int:
     url = f"{env['TLC_SOURCE_URL']}/yellow/yellow_tripdata_2021-01.csv.gz"
 
     try:
+        bench_parquet.run(env, source, out, args.tlc_rows, args.skip_big)
+        if args.only_tlc:
+            return 0
         print(f"\nCSV.gz -> Parquet, yellow 2021-01, {args.rows:,} rows ({size_mb:.1f} MB gzip), over loopback HTTP")
         seeds = measure(
             "seeds: pandas read_csv + to_parquet", [sys.executable, "-c", SEEDS, url, str(out / "seeds.parquet")], env

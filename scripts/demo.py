@@ -1,7 +1,8 @@
 """`make demo`: the whole pipeline on the local stack, on generated months of real layout.
 
-Starts the stack (idempotently), publishes sample months on the loopback source, runs the
-range through luigi, then says what landed where. A second run finds everything done.
+Starts the stack (idempotently), publishes sample months on the loopback sources (the
+DataTalksClub CSV releases and the TLC's Parquet files), runs the ranges through luigi, then
+says what landed where. A second run finds everything done.
 
 The source also gets the months the README's examples name (yellow and green 2019-01 to
 2021-07, small), so that every command of README.md works after `make demo` and
@@ -18,12 +19,20 @@ import time
 from pathlib import Path
 
 from scripts.make_sample_data import month_path, write_month
+from scripts.sample_parquet import parquet_path, write_parquet_month
 from scripts.stack import Stack
+from tlc.month import Month
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Three yellow months and one each of green and fhv, in the layouts those months really had.
-RANGES = [("yellow", "2021-01", "2021-03"), ("green,fhv", "2021-01", "2021-01")]
+# From the CSV releases ([tlc.source] kind = auto takes them for 2019-01..2021-07): three yellow
+# months and one each of green and fhv; from the TLC's Parquet files: 2024-01 of all four
+# services. Each in the layout that month really had.
+RANGES = [
+    ("yellow", "2021-01", "2021-03"),
+    ("green,fhv", "2021-01", "2021-01"),
+    ("yellow,green,fhv,fhvhv", "2024-01", "2024-01"),
+]
 ROWS = 20_000
 # What README.md's examples ingest: published, not ingested by the demo. Small, so the
 # README's 62-month backfill takes seconds (about 22 s on 2 CPUs through all sinks).
@@ -47,8 +56,11 @@ def publish_samples(source: Path, rows: int = ROWS) -> list[Path]:
         for colors, start, stop in ranges:
             for color in colors.split(","):
                 for year, month in months(start, stop):
-                    if not month_path(source, color, year, month).exists():
-                        written.append(write_month(source, color, year, month, rows=size, seed=2021))
+                    tlc = Month(color, year, month).source == "parquet"  # as kind = auto resolves it
+                    path = (parquet_path if tlc else month_path)(source, color, year, month)
+                    if not path.exists():
+                        write = write_parquet_month if tlc else write_month
+                        written.append(write(source, color, year, month, rows=size, seed=2021))
     return written
 
 

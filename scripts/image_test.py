@@ -290,7 +290,7 @@ def run_month(
     os.chown(secret, *owner)
     # PostgreSQL is the local stack's (the postgres image is a registry's); the source is the
     # loopback one (compose uses the real TLC site, luigi.cfg's default).
-    extra = {k: stack_env[k] for k in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "TLC_SOURCE_URL")}
+    extra = {k: stack_env[k] for k in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "TLC_SOURCE_URL", "TLC_PARQUET_URL")}
     spec = service_spec(service, net, work, owner, extra)
     color, year, month = MONTH
     spec.options += ["-v", f"{secret}:/run/secrets/pg_password:ro"]

@@ -589,7 +589,7 @@ def iter_chunks(
 
 def month_path(out_dir: Path, color: str, year: int, month: int) -> Path:
     """The release URL layout: ``{color}/{color}_tripdata_YYYY-MM.csv.gz``."""
-    return Path(out_dir) / color / raw_name(Month(color, year, month))
+    return Path(out_dir) / color / raw_name(Month(color, year, month, "csv"))
 
 
 def write_month(
@@ -634,9 +634,22 @@ def _months(args: argparse.Namespace) -> list[tuple[int, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from scripts.sample_parquet import write_parquet_month  # it builds on this module's model
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="writes OUT/{color}/{color}_tripdata_YYYY-MM.csv.gz")
-    parser.add_argument("--colors", default="yellow,green,fhv", help="comma list of yellow,green,fhv")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="writes OUT/{color}/{color}_tripdata_YYYY-MM.csv.gz or OUT/trip-data/{color}_tripdata_YYYY-MM.parquet",
+    )
+    parser.add_argument(
+        "--format",
+        default="csv",
+        choices=["csv", "parquet"],
+        help="csv: the DataTalksClub CSV.gz releases; parquet: the TLC's Parquet files, each era's layout",
+    )
+    parser.add_argument("--colors", default="yellow,green,fhv", help="comma list of yellow,green,fhv(,fhvhv: parquet)")
     parser.add_argument("--months", help="comma list of YYYY-MM (default 2021-01)")
     parser.add_argument("--start", help="first month YYYY-MM (with --stop)")
     parser.add_argument("--stop", help="last month YYYY-MM, inclusive")
@@ -667,8 +680,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"layout {args.layout} is for {forced.color}, which is not in --colors")
     if args.rows < 0 or args.seed < 0:
         parser.error("--rows and --seed must be >= 0")
+    if args.format == "csv" and "fhvhv" in colors:
+        parser.error("fhvhv is published only as the TLC's Parquet: use --format parquet")
     for year, month in months:
         for color in colors:
+            if args.format == "parquet":
+                began = time.perf_counter()
+                path = write_parquet_month(args.out, color, year, month, args.rows, args.seed)
+                print(f"{path}\t{args.rows} rows\t{path.stat().st_size} bytes\t{time.perf_counter() - began:.1f}s")
+                continue
             layout = args.layout if forced and forced.color == color else None
             began = time.perf_counter()
             path = write_month(

@@ -6,7 +6,7 @@ This package is luigi's entry point: it registers every task of the graph and th
 library, which changes nothing when imported:
 
     tlc/month.py, schema.py, quality.py, ledger.py, layout.py   the month, its schema, its records
-    tlc/sources/     the publishers' files: HTTP, the CSV releases           (RawFile)
+    tlc/sources/     the publishers' files: HTTP, CSV releases, TLC Parquet  (RawFile)
     tlc/lake/        conversion to the canonical Parquet                     (LakeParquet)
     tlc/gcs/         the lake bucket                                         (GcsObject)
     tlc/bigquery/    the BigQuery warehouse                                  (BigQueryMonth)
@@ -18,7 +18,7 @@ Each sink's Target (in parentheses) is the one class that says when a month is d
 
 from tasks import runtime
 from tasks.bigquery import BigQueryTable
-from tasks.download import DownloadCSV
+from tasks.download import DownloadCSV, DownloadTLCParquet
 from tasks.gcs import GCSObject
 from tasks.parquet import ParquetFile
 from tasks.postgres import PostgresTable
@@ -29,6 +29,7 @@ runtime.install()
 __all__ = [
     "BigQueryTable",
     "DownloadCSV",
+    "DownloadTLCParquet",
     "GCSObject",
     "IngestCatchUp",
     "IngestMonth",

@@ -1,28 +1,44 @@
-"""DownloadCSV: the month's CSV.gz from the DataTalksClub releases, verified, kept in the lake's raw zone."""
+"""The first stage: the month's source file, verified, kept in the lake's raw zone with its lineage record.
+
+``DownloadCSV`` fetches the DataTalksClub CSV.gz releases, ``DownloadTLCParquet`` the TLC's
+own Parquet files; which one a month needs is its source kind (``[tlc.source] kind``, resolved
+into ``self.unit.source``), and ``download_task`` picks it. Each is done when its ``RawFile``
+(the raw zone's object) holds the file whole; the record names the source kind, so the ledger
+says where a month came from.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tasks.params import MonthTask
 from tlc import layout
 from tlc.atomic import read_json
 from tlc.config import PathsConfig, SourceConfig
-from tlc.errors import local_writes
-from tlc.sources import csv_releases
+from tlc.errors import InvalidInput, local_writes
+from tlc.month import Month
+from tlc.sources import kinds
 from tlc.sources.http import download, record_dict, remote_validators, unchanged
 
 if TYPE_CHECKING:
     from tlc.sources.target import RawFile
 
 
-class DownloadCSV(MonthTask):
-    """Fetch ``{color}_tripdata_{YYYY}-{MM}.csv.gz``; done when the lake's raw zone holds it whole
-    (see ``tlc.sources.target.RawFile``)."""
+class SourceDownload(MonthTask):
+    """Fetch the month's file from its source kind; done when the raw zone holds it whole."""
 
     ledger_stage = "source"
+    kind: ClassVar[str] = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.unit.source != self.kind:  # one month, one source: never a second file beside the first
+            raise InvalidInput(
+                f"{self.unit.label} comes from the {self.unit.source} source under [tlc.source] kind = "
+                f"{SourceConfig().kind}, not from {self.kind}: run {DOWNLOADS[self.unit.source].__name__}"
+            )
 
     def output(self) -> RawFile:
         from tlc.gcs.lake import Lake  # the Google client loads only when a stage runs
@@ -57,7 +73,7 @@ class DownloadCSV(MonthTask):
                 size = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
                 report(done / total if total else 0.0, f"downloading {size}")
 
-            url = csv_releases.url(cfg.base_url(), self.unit)
+            url = kinds.month_url(self.unit, cfg)
             record = self._restore_refused(url, out)
             if record is not None:
                 message = "the source still serves the download refused earlier: converting it again"
@@ -65,13 +81,33 @@ class DownloadCSV(MonthTask):
                 fetched = download(
                     url,
                     out.path,
-                    csv_releases.GzipVerifier,
+                    kinds.VERIFIERS[self.kind],
                     retry=cfg.retry(),
                     progress=progress,
                     log=lambda msg: self.set_status_message(f"{self.unit.label}: {msg}"),
                 )
-                record = record_dict(fetched)
+                record = {**record_dict(fetched), "kind": self.kind}
                 message = f"downloaded {fetched.size / 1e6:.1f} MB, sha256 {fetched.sha256[:12]}"
             out.keep(record)
         self.record_stage()
         report(1.0, message)
+
+
+class DownloadCSV(SourceDownload):
+    """Fetch ``{color}_tripdata_{YYYY}-{MM}.csv.gz`` from the DataTalksClub releases (gzip verified)."""
+
+    kind = "csv"
+
+
+class DownloadTLCParquet(SourceDownload):
+    """Fetch ``{service}_tripdata_{YYYY}-{MM}.parquet`` from the TLC (magic, footer and row count verified)."""
+
+    kind = "parquet"
+
+
+DOWNLOADS: dict[str, type[SourceDownload]] = {"csv": DownloadCSV, "parquet": DownloadTLCParquet}
+
+
+def download_task(month: Month) -> SourceDownload:
+    """The download task of the month's source kind."""
+    return DOWNLOADS[month.source].of(month)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import luigi
 
 from tlc import ledger, phases
+from tlc.config import SourceConfig
 from tlc.errors import InvalidInput, PipelineError
 from tlc.month import COLORS, Month, validate_color, validate_month_number, validate_year
 
@@ -62,10 +63,14 @@ class OptionalWindowParameter(luigi.parameter.OptionalParameterMixin, WholeNumbe
 
 
 class MonthTask(luigi.Task):
-    """A unit of work keyed by the source file's month; ``self.unit`` is that month, validated whole."""
+    """A unit of work keyed by the source file's month; ``self.unit`` is that month, validated whole,
+    with the source kind its file comes from."""
 
-    color = ColorParameter(description=f"trip record color: {', '.join(COLORS)}")
-    year = YearParameter(description="year of the source file, 2009 onwards")
+    color = ColorParameter(
+        description=f"trip record color (service): {', '.join(COLORS)}; the month's file comes from "
+        "--tlc.source-kind ([tlc.source] kind): auto (default), csv or parquet"
+    )
+    year = YearParameter(description="year of the source file, 2009 onwards (green 2013-08, fhv 2015, fhvhv 2019-02)")
     month = MonthParameter(description="month of the source file, 1-12")
 
     ledger_stage: ClassVar[str] = ""  # the manifest entry this task writes, if any (tlc.ledger.STAGES)
@@ -79,7 +84,10 @@ class MonthTask(luigi.Task):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.unit = Month(self.color, self.year, self.month)
+        # the source kind is resolved here, once, from [tlc.source] kind (see tlc.month.resolve_source)
+        self.unit = Month(
+            self.color, self.year, self.month, SourceConfig().source_of(self.color, self.year, self.month)
+        )
 
     def requires(self) -> Any:
         return self.upstream.of(self.unit) if self.upstream else []

@@ -7,12 +7,12 @@ import datetime as dt
 import os
 from typing import TYPE_CHECKING
 
-from tasks.download import DownloadCSV
+from tasks.download import SourceDownload, download_task
 from tasks.params import MonthTask
 from tlc import layout
 from tlc.atomic import write_json
 from tlc.config import CleaningConfig, PathsConfig
-from tlc.errors import CorruptSource, DataError, PipelineError, SchemaMismatch, local_writes
+from tlc.errors import CorruptSource, DataError, PipelineError, SchemaMismatch, SourceKindChanged, local_writes
 from tlc.lake.convert import convert_month
 from tlc.quality import SourceFacts
 
@@ -28,7 +28,10 @@ class ParquetFile(MonthTask):
     the report matches the configuration in force (see ``tlc.lake.target.LakeParquet``)."""
 
     ledger_stage = "parquet"
-    upstream = DownloadCSV
+
+    def requires(self) -> SourceDownload:
+        """The download of the month's source kind: DownloadCSV or DownloadTLCParquet."""
+        return download_task(self.unit)
 
     def output(self) -> LakeParquet:
         from tlc.gcs.lake import Lake  # the Google client loads only when a stage runs
@@ -39,7 +42,7 @@ class ParquetFile(MonthTask):
     def _reject(self, raw: RawFile, record: dict, reason: PipelineError) -> Path:
         """Move a refused download out of the graph, so a fix at the source is fetched by a plain rerun.
 
-        DownloadCSV asks the source first: while it still serves the same file, the kept copy
+        The download task asks the source first: while it still serves the same file, the kept copy
         comes back instead of a new download, and is converted again (by a fixed pipeline, say).
         """
         root = PathsConfig().root()
@@ -53,8 +56,20 @@ class ParquetFile(MonthTask):
         write_json(layout.rejected_record(root, self.unit), rejected)
         return kept
 
+    def _check_same_source(self, out: LakeParquet) -> None:
+        """A month never switches source by itself (say, when new cleaning rules rebuild it):
+        ``python -m tlc.refresh --apply`` does it on request. Reports before the TLC source are the CSV's."""
+        previous = out.report()
+        was = (previous.source.kind or "csv") if previous else self.unit.source
+        if was != self.unit.source:
+            raise SourceKindChanged(
+                f"{self.unit.label} was made from the {was} source and [tlc.source] kind now gives "
+                f"{self.unit.source}: `python -m tlc.refresh --start {self.unit.key} --apply` re-ingests it"
+            )
+
     def make(self) -> None:
         raw, out = self.requires().output(), self.output()
+        self._check_same_source(out)
         with local_writes(f"writing the Parquet of {self.unit.label} under {PathsConfig().root()}"):
             source = raw.local()
             record = raw.record() or {}

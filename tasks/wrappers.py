@@ -14,7 +14,7 @@ from typing import Any
 import luigi
 
 from tasks.bigquery import BigQueryTable
-from tasks.download import DownloadCSV
+from tasks.download import download_task
 from tasks.gcs import GCSObject
 from tasks.params import MonthTask, OptionalWindowParameter, OptionalYearParameter
 from tasks.parquet import ParquetFile
@@ -24,15 +24,17 @@ from tlc.config import ScheduleConfig, SourceConfig
 from tlc.errors import InvalidInput
 from tlc.month import (
     COLORS,
+    CSV_RELEASES,
     Month,
     last_complete_month,
+    month_units,
     months_back,
     parse_colors,
     parse_span,
     parse_year_month,
     validate_month,
 )
-from tlc.sources import csv_releases
+from tlc.sources import kinds
 from tlc.sources.http import is_published
 
 logger = logging.getLogger("luigi-interface")
@@ -50,13 +52,13 @@ class IngestMonth(MonthTask):
         return [cls.of(self.unit) for cls in (ParquetFile, GCSObject, BigQueryTable, PostgresTable)]
 
     def _stage_tasks(self) -> list[MonthTask]:
-        return [DownloadCSV.of(self.unit), *self.requires()]
+        return [download_task(self.unit), *self.requires()]
 
     def unrecorded(self) -> list[str]:
         """Manifest entries to write; the source's only while the raw zone holds the download."""
         from tlc.gcs.lake import Lake
 
-        kept = ("source",) if DownloadCSV.of(self.unit).output().exists() else ()
+        kept = ("source",) if download_task(self.unit).output().exists() else ()
         stages = (*kept, *(t.ledger_stage for t in self.requires()))
         report = ParquetFile.of(self.unit).output().report()
         return ledger.unrecorded(Lake.from_config(), self.unit, stages, report)
@@ -86,6 +88,7 @@ class IngestRange(luigi.WrapperTask):
         # validate now, before anything is scheduled: a bad value is an input error (exit 40)
         self._colors = self.color_list()
         self._months = list(self.month_list())
+        self._units = range_units(self._colors, self._months)
 
     def color_list(self) -> list[str]:
         return parse_colors(self.colors)
@@ -105,14 +108,18 @@ class IngestRange(luigi.WrapperTask):
         for m in numbers:
             yield validate_month(self.year, m)
 
+    def units(self) -> list[Month]:
+        """The range's months, each with its source kind."""
+        return list(self._units)
+
     def requires(self) -> list[IngestMonth]:
-        return [IngestMonth.of(Month(c, y, m)) for c in self._colors for y, m in self._months]
+        return [IngestMonth.of(unit) for unit in self._units]
 
     def run_summary(self) -> str:
         """The webhook's run summary (``[tlc.alerts] summary``)."""
         first, last = self._months[0], self._months[-1]
         span = f"{first[0]}-{first[1]:02d}" + (f" to {last[0]}-{last[1]:02d}" if last != first else "")
-        months = len(self._colors) * len(self._months)
+        months = len(self._units)
         return f"{self} done: {months} month(s) of {', '.join(self._colors)}, {span}, complete in every sink"
 
     def complete(self) -> bool:
@@ -124,6 +131,44 @@ class IngestRange(luigi.WrapperTask):
         months = self.requires()
         stages = [t for month in months for t in luigi.task.flatten(month.requires())]
         return all_complete(stages) and not any(month.unrecorded() for month in months)
+
+
+def range_units(colors: list[str], months: list[tuple[int, int]]) -> list[Month]:
+    """Every color's months with their source kinds; a color's months without records are left out.
+
+    Months before a service's records start (green before 2013-08, ...) or that the configured
+    source does not publish (fhvhv under ``kind = csv``) are named once in the log and left
+    out, so a range over all four services still works; a range left with nothing is an input
+    error, with the reason.
+    """
+    units, refused = month_units(colors, months, SourceConfig().kind)
+    if not units:
+        raise next(iter(refused.values()))[1]
+    for color, (count, first) in refused.items():
+        logger.info("range: %d month(s) of %s left out: %s", count, color, first)
+    return units
+
+
+def archived_months(units: list[Month]) -> set[Month]:
+    """Months the catch-up must not wait for: the CSV releases' that the releases will never publish.
+
+    The DataTalksClub releases are an archive that ended with 2021-07; under ``kind = csv`` a
+    window of newer months would be "not published yet" forever. They are named once, and a
+    window that holds nothing else is an input error saying so, never a silent exit 0.
+    """
+    last = CSV_RELEASES[1]
+    archived = {u for u in units if u.source == "csv" and (u.year, u.month) > last}
+    if archived and len(archived) == len(units):
+        first, final = min((u.year, u.month) for u in units), max((u.year, u.month) for u in units)
+        raise InvalidInput(
+            f"the CSV source publishes no new months: its releases end with {last[0]}-{last[1]:02d}, the "
+            f"catch-up window is {first[0]}-{first[1]:02d} to {final[0]}-{final[1]:02d}; set [tlc.source] kind = auto "
+            "or parquet to follow the TLC's monthly files"
+        )
+    if archived:
+        names = ", ".join(u.label for u in sorted(archived))
+        logger.info("catch-up: the CSV releases end with %d-%02d and publish no new months: %s", *last, names)
+    return archived
 
 
 def all_complete(tasks: list[luigi.Task]) -> bool:
@@ -142,9 +187,11 @@ def all_complete(tasks: list[luigi.Task]) -> bool:
 class IngestCatchUp(luigi.WrapperTask):
     """The cron job: ingest every month of the last ``window`` that the source has published.
 
-    Months are probed with a HEAD request each; a month not published yet is skipped (and
-    named in the log), a month already done costs one ``complete()`` check, and a failure of
-    any month makes the run exit non-zero through luigi's ``[retcode]`` settings.
+    Months are probed with a HEAD request each at their source kind's URL (the TLC's Parquet
+    files under ``kind = auto``); a month not published yet is skipped (and named once in the
+    log), a month already done costs one ``complete()`` check, and a failure of any month makes
+    the run exit non-zero through luigi's ``[retcode]`` settings. The CSV releases publish no
+    new months: a window they cannot fill is refused (see ``archived_months``).
     """
 
     colors = luigi.OptionalParameter(default=None, description="comma-separated colors (default [tlc.schedule])")
@@ -161,6 +208,7 @@ class IngestCatchUp(luigi.WrapperTask):
         last = parse_year_month(self.until) if self.until else last_complete_month()
         first = months_back(last, window)
         self._range = IngestRange(colors=colors, start=f"{first[0]}-{first[1]:02d}", stop=f"{last[0]}-{last[1]:02d}")
+        self._archived = archived_months(self._range.units())
         self._published: list[IngestMonth] | None = None
         self._unpublished: list[str] = []
 
@@ -169,7 +217,9 @@ class IngestCatchUp(luigi.WrapperTask):
             src = SourceConfig()
             published, missing = [], []
             for month in self._range.requires():
-                if month.complete() or is_published(csv_releases.url(src.base_url(), month.unit), src.retry()):
+                if month.unit in self._archived:
+                    continue
+                if month.complete() or is_published(kinds.month_url(month.unit, src), src.retry()):
                     published.append(month)
                 else:
                     missing.append(month.unit.label)

@@ -69,10 +69,11 @@ def pipeline_env(
     gcp_stack: dict[str, str],
     request: pytest.FixtureRequest,
 ) -> Path:
-    """Point the pipeline at the loopback source, a lake bucket of this test's own (the lake is the
-    truth of every stage) and a fresh data dir (this host's cache); fast retries."""
+    """Point the pipeline at the loopback source (both layouts), a lake bucket of this test's own (the
+    lake is the truth of every stage) and a fresh data dir (this host's cache); fast retries."""
     data = tmp_path / "data"
     monkeypatch.setenv("TLC_SOURCE_URL", source.url)
+    monkeypatch.setenv("TLC_PARQUET_URL", f"{source.url}/trip-data")
     monkeypatch.setenv("TLC_DATA_DIR", str(data))
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcp_stack["STORAGE_EMULATOR_HOST"])
     monkeypatch.setenv("TLC_GCS_BUCKET", f"tlc-test-{_suffix(request)}")

@@ -27,7 +27,7 @@ def gz(tmp_path: Path, text: bytes | str, name: str = "m.csv.gz") -> Path:
 
 def convert(tmp_path: Path, src: Path, color: str, year: int, month: int, **kw) -> tuple[pa.Table, QualityReport]:
     dest = tmp_path / "out.parquet"
-    report = convert_month(src, dest, Month(color, year, month), **kw)
+    report = convert_month(src, dest, Month(color, year, month, "csv"), **kw)
     table = pq.read_table(dest)
     assert table.schema.equals(schema.arrow_schema(color), check_metadata=False)
     assert report.rows_written == table.num_rows

@@ -106,12 +106,12 @@ def _bash(script: str, cwd: Path, env: dict[str, str], strict: bool) -> tuple[in
 
 
 def _publish_catchup_month(run: ReadmeRun) -> None:
-    """One yellow month inside IngestCatchUp's window, on the copy's stack source."""
-    from scripts.make_sample_data import write_month
+    """One yellow month inside IngestCatchUp's window, as the TLC publishes it, on the copy's stack source."""
+    from scripts.sample_parquet import write_parquet_month
     from tlc.month import last_complete_month
 
     year, month = last_complete_month()
-    write_month(run.checkout / ".stack" / "source", "yellow", year, month, rows=CATCHUP_ROWS, seed=7)
+    write_parquet_month(run.checkout / ".stack" / "source", "yellow", year, month, rows=CATCHUP_ROWS, seed=7)
     run.catchup_month = (year, month)
 
 
@@ -220,13 +220,15 @@ def test_the_examples_landed_every_month_they_name(readme_run: ReadmeRun) -> Non
     backfill = [f"{y}-{m:02d}" for y in (2019, 2020, 2021) for m in range(1, 13) if (y, m) <= (2021, 7)]
     assert len(backfill) == 31
     demo = {"2021-01", "2021-02", "2021-03"}  # make demo's 20,000-row months; the rest are 200 rows
+    tlc = {"2024-01": 20_000}  # make demo's month of each service from the TLC's Parquet files
     assert readme_run.catchup_month is not None
     catchup = "{}-{:02d}".format(*readme_run.catchup_month)
-    yellow = {month: (20_000 if month in demo else 200) for month in backfill} | {catchup: CATCHUP_ROWS}
-    green = {month: (20_000 if month == "2021-01" else 200) for month in backfill}
+    yellow = {month: (20_000 if month in demo else 200) for month in backfill} | {catchup: CATCHUP_ROWS} | tlc
+    green = {month: (20_000 if month == "2021-01" else 200) for month in backfill} | tlc
     assert _months(readme_run, "yellow") == yellow
     assert _months(readme_run, "green") == green
-    assert _months(readme_run, "fhv") == {"2021-01": 20_000}
+    assert _months(readme_run, "fhv") == {"2021-01": 20_000} | tlc
+    assert _months(readme_run, "fhvhv") == tlc
 
 
 def test_the_cron_line_ran_through_the_stacks_luigid(readme_run: ReadmeRun) -> None:

@@ -18,10 +18,13 @@ from typing import ClassVar
 
 import luigi
 
+from tlc.errors import InvalidInput
 from tlc.identifiers import gcp_project, identifier
+from tlc.month import resolve_source
 from tlc.rules import Rules
 
 DATATALKS_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
+TLC_PARQUET_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 
 
 def env_or(name: str, configured: str) -> str:
@@ -58,13 +61,35 @@ class Retry:
 
 class SourceConfig(ConfigSection):
     section = "source"
-    url = luigi.Parameter(default=DATATALKS_URL, description="base URL of the releases (env TLC_SOURCE_URL)")
+    kind = luigi.Parameter(
+        default="auto",
+        description="where months come from: csv (the DataTalksClub CSV.gz releases, yellow/green/fhv "
+        "2019-01..2021-07), parquet (the TLC's monthly Parquet files, all services since 2009) or auto "
+        "(the releases for their months, the TLC for the rest)",
+    )
+    csv_url = luigi.Parameter(default=DATATALKS_URL, description="base URL of the CSV releases (env TLC_SOURCE_URL)")
+    parquet_url = luigi.Parameter(
+        default=TLC_PARQUET_URL, description="base URL of the TLC's Parquet files (env TLC_PARQUET_URL)"
+    )
     timeout_seconds = luigi.FloatParameter(default=60.0, description="per connect/read; a stall longer fails")
     attempts = luigi.IntParameter(default=4, description="tries per download, transient failures only")
     backoff_seconds = luigi.FloatParameter(default=1.0, description="first retry delay, doubled each time")
 
-    def base_url(self) -> str:
-        return env_or("TLC_SOURCE_URL", self.url)
+    def base_url(self, source: str) -> str:
+        """The base URL of a source kind: ``csv`` (env TLC_SOURCE_URL) or ``parquet`` (env TLC_PARQUET_URL).
+
+        The key was ``url`` before the TLC source; luigi ignores unknown keys, so an old
+        luigi.cfg would silently fall back to the default releases: it is refused instead.
+        """
+        if luigi.configuration.get_config().has_option("tlc.source", "url"):
+            raise InvalidInput("[tlc.source] url is now called csv_url (beside parquet_url): rename it in luigi.cfg")
+        if source == "parquet":
+            return env_or("TLC_PARQUET_URL", self.parquet_url)
+        return env_or("TLC_SOURCE_URL", self.csv_url)
+
+    def source_of(self, color: str, year: int, month: int) -> str:
+        """The month's source kind under ``kind``: resolved here, once, where a month enters."""
+        return resolve_source(self.kind, color, year, month)
 
     def retry(self) -> Retry:
         return Retry(timeout=self.timeout_seconds, attempts=self.attempts, backoff=self.backoff_seconds)
@@ -155,7 +180,7 @@ class BigQueryConfig(ConfigSection):
 class ScheduleConfig(ConfigSection):
     section = "schedule"
     window_months = luigi.IntParameter(default=3, description="how many months back the catch-up looks")
-    colors = luigi.Parameter(default="yellow,green,fhv", description="colors the catch-up ingests")
+    colors = luigi.Parameter(default="yellow,green,fhv,fhvhv", description="colors the catch-up ingests")
 
 
 class PublishConfig(ConfigSection):

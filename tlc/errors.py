@@ -37,6 +37,10 @@ class CorruptSource(PipelineError):
     """The bytes arrived but are not a complete gzip stream (truncated, corrupt, an HTML page)."""
 
 
+class SourceKindChanged(PipelineError):
+    """The month was made from one source kind and the configuration now gives the other."""
+
+
 class SchemaMismatch(PipelineError):
     """The CSV header is not one the pipeline knows for this color."""
 

@@ -23,13 +23,17 @@ from pathlib import Path
 from tlc.month import Month
 from tlc.schema import SCHEMA_VERSION
 
-RAW_SUFFIX = ".csv.gz"
 _V = f"v{SCHEMA_VERSION}"
+RAW_SUFFIXES = {"csv": ".csv.gz", "parquet": ".parquet"}  # per source kind (Month.source)
+
+
+def raw_suffix(month: Month) -> str:
+    return RAW_SUFFIXES[month.source]
 
 
 def raw_name(month: Month) -> str:
     """The source file's own name, as the publisher spells it."""
-    return month.stem + RAW_SUFFIX
+    return month.stem + raw_suffix(month)
 
 
 # --- keys in the bucket, relative to the lake prefix ------------------------------------------
@@ -100,4 +104,4 @@ def rejected_record(root: Path, month: Month) -> Path:
 
 def rejected_copy(root: Path, month: Month, sha256: str) -> Path:
     """A refused download, kept out of the task graph; named by content, so none overwrites another."""
-    return root / "rejected" / month.color / f"{month.stem}.{sha256[:12]}{RAW_SUFFIX}"
+    return root / "rejected" / month.color / f"{month.stem}.{sha256[:12]}{raw_suffix(month)}"

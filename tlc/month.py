@@ -9,12 +9,30 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tlc.errors import InvalidInput
 
-COLORS: tuple[str, ...] = ("yellow", "green", "fhv")
+COLORS: tuple[str, ...] = ("yellow", "green", "fhv", "fhvhv")
 FIRST_YEAR = 2009  # the TLC trip records start in January 2009
+# The first month the TLC has records of, per service: green cabs started in August 2013, FHV
+# records in 2015, High Volume FHV (Uber, Lyft, ...) in February 2019.
+FIRST_MONTH: dict[str, tuple[int, int]] = {
+    "yellow": (2009, 1),
+    "green": (2013, 8),
+    "fhv": (2015, 1),
+    "fhvhv": (2019, 2),
+}
+
+# Where a month's file comes from. ``csv``: the DataTalksClub CSV.gz releases, the files the
+# course reads (yellow, green and fhv, 2019-01 to 2021-07); ``parquet``: the TLC's own monthly
+# Parquet files, every service and month since 2009. ``auto`` (luigi.cfg [tlc.source] kind)
+# takes the releases for the course's months, so they land exactly as they always did, and
+# the TLC for everything else.
+SOURCES: tuple[str, ...] = ("csv", "parquet")
+SOURCE_SETTINGS: tuple[str, ...] = ("auto", *SOURCES)
+CSV_COLORS: tuple[str, ...] = ("yellow", "green", "fhv")
+CSV_RELEASES: tuple[tuple[int, int], tuple[int, int]] = ((2019, 1), (2021, 7))
 
 
 def validate_color(color: str) -> str:
@@ -29,6 +47,44 @@ def parse_colors(text: str) -> list[str]:
     if not colors:
         raise InvalidInput(f"colors {text!r} is not valid: use some of {', '.join(COLORS)}")
     return list(dict.fromkeys(colors))
+
+
+def validate_service_month(color: str, year: int, month: int) -> None:
+    """Refuse a month before the service's records start: the TLC publishes nothing for it."""
+    first = FIRST_MONTH[validate_color(color)]
+    if (year, month) < first:
+        raise InvalidInput(
+            f"{color} {year}-{month:02d} is not valid: the TLC's {color} records start {first[0]}-{first[1]:02d}"
+        )
+
+
+def in_csv_releases(color: str, year: int, month: int) -> bool:
+    """Is this one of the DataTalksClub releases' months (the course's)?"""
+    return color in CSV_COLORS and CSV_RELEASES[0] <= (year, month) <= CSV_RELEASES[1]
+
+
+def validate_setting(setting: str) -> str:
+    if setting not in SOURCE_SETTINGS:
+        raise InvalidInput(f"[tlc.source] kind {setting!r} is not valid: use one of {', '.join(SOURCE_SETTINGS)}")
+    return setting
+
+
+def resolve_source(setting: str, color: str, year: int, month: int) -> str:
+    """The source kind of a month under a ``[tlc.source] kind`` setting (auto, csv, parquet)."""
+    if validate_setting(setting) != "auto":
+        return setting
+    return "csv" if in_csv_releases(color, year, month) else "parquet"
+
+
+def validate_source(color: str, source: str) -> str:
+    if source not in SOURCES:
+        raise InvalidInput(f"source kind {source!r} is not valid: use one of {', '.join(SOURCES)}")
+    if source == "csv" and color not in CSV_COLORS:
+        raise InvalidInput(
+            f"{color} is published only as the TLC's Parquet, not in the CSV releases: "
+            "use [tlc.source] kind = auto or parquet"
+        )
+    return source
 
 
 def validate_month_number(month: int) -> int:
@@ -102,21 +158,31 @@ def months_back(last: tuple[int, int], count: int) -> tuple[int, int]:
 
 @dataclass(frozen=True, order=True)
 class Month:
-    """One color's month, valid by construction (an invalid one cannot exist)."""
+    """One color's month, valid by construction (an invalid one cannot exist).
+
+    ``source`` is where its file comes from (``csv`` or ``parquet``), resolved once where the
+    month enters (a task reads ``[tlc.source] kind``); left empty it is what ``kind = auto``
+    gives. It is not part of the month's identity: one month is one month whatever its source.
+    """
 
     color: str
     year: int
     month: int
+    source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         validate_color(self.color)
         validate_month(self.year, self.month)
+        validate_service_month(self.color, self.year, self.month)
+        if not self.source:
+            object.__setattr__(self, "source", resolve_source("auto", self.color, self.year, self.month))
+        validate_source(self.color, self.source)
 
     @classmethod
-    def parse(cls, color: str, text: str) -> Month:
+    def parse(cls, color: str, text: str, source: str = "") -> Month:
         """``Month.parse("yellow", "2021-01")``."""
         year, month = parse_year_month(text)
-        return cls(color, year, month)
+        return cls(color, year, month, source)
 
     @property
     def key(self) -> str:
@@ -143,3 +209,22 @@ class Month:
         start = dt.datetime(self.year, self.month, 1)
         end = dt.datetime(self.year + 1, 1, 1) if self.month == 12 else dt.datetime(self.year, self.month + 1, 1)
         return start, end
+
+
+def month_units(
+    colors: list[str], months: list[tuple[int, int]], setting: str
+) -> tuple[list[Month], dict[str, tuple[int, InvalidInput]]]:
+    """Every color's months with their source kinds under ``setting``, and per color the months
+    that cannot be (before the service's records, or not published by the source): their
+    count and the first reason."""
+    validate_setting(setting)
+    units: list[Month] = []
+    refused: dict[str, tuple[int, InvalidInput]] = {}
+    for color in colors:
+        for year, month in months:
+            try:
+                units.append(Month(color, year, month, resolve_source(setting, color, year, month)))
+            except InvalidInput as exc:
+                count, first = refused.get(color, (0, exc))
+                refused[color] = (count + 1, first)
+    return units, refused

@@ -36,6 +36,7 @@ class SourceFacts:
     """The downloaded source file the Parquet was made from (the download record's subset)."""
 
     url: str | None = None
+    kind: str | None = None  # the source kind: csv (the DataTalksClub releases) or parquet (the TLC)
     size: int | None = None
     sha256: str | None = None
     etag: str | None = None

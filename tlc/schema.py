@@ -1,7 +1,8 @@
 """The canonical, versioned schema of each color and the mapping from every real header.
 
 The TLC files changed their headers over the years (``congestion_surcharge`` from 2019,
-``airport_fee``/``Airport_fee`` from 2022, ``cbd_congestion_fee`` in 2025, two FHV layouts).
+``airport_fee``/``Airport_fee`` from 2022, ``cbd_congestion_fee`` in 2025, two FHV layouts,
+the 2009-2010 yellow layouts, which ``tlc.sources.legacy_yellow`` maps first).
 Every one of them maps onto one schema per color, so the lake, BigQuery and Postgres each
 hold one table per color whatever month it came from. Column names are lower snake case so
 they work unquoted in both Postgres (which folds case) and BigQuery.
@@ -115,7 +116,32 @@ FHV = (
     Column("affiliated_base_number", "string", optional=True),
 )
 
-COLUMNS: dict[str, tuple[Column, ...]] = {"yellow": YELLOW, "green": GREEN, "fhv": FHV}
+# High Volume FHV (Uber, Lyft, Via, Juno), published by the TLC only as Parquet, from 2019-02;
+# the names of the TLC's data dictionary, the IDs and timestamps spelled as in the other colors.
+FHVHV = (
+    Column("hvfhs_license_num", "string"),
+    Column("dispatching_base_num", "string"),
+    Column("originating_base_num", "string"),
+    Column("request_datetime", "timestamp"),
+    Column("on_scene_datetime", "timestamp"),
+    Column("pickup_datetime", "timestamp"),
+    Column("dropoff_datetime", "timestamp"),
+    Column("pu_location_id", "int", ("PULocationID",)),
+    Column("do_location_id", "int", ("DOLocationID",)),
+    Column("trip_miles", "float"),
+    Column("trip_time", "int"),  # seconds
+    *(_money(n) for n in ("base_passenger_fare", "tolls", "bcf", "sales_tax", "congestion_surcharge")),
+    _money("airport_fee", optional=True),
+    _money("tips"),
+    _money("driver_pay"),
+    *(
+        Column(f"{n}_flag", "string")
+        for n in ("shared_request", "shared_match", "access_a_ride", "wav_request", "wav_match")
+    ),
+    _money("cbd_congestion_fee", optional=True),
+)
+
+COLUMNS: dict[str, tuple[Column, ...]] = {"yellow": YELLOW, "green": GREEN, "fhv": FHV, "fhvhv": FHVHV}
 LINEAGE = (Column(SOURCE_MONTH, "date"),)
 
 

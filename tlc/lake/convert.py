@@ -1,9 +1,9 @@
 """A downloaded month -> the canonical typed Parquet, streamed in bounded memory, with its quality report.
 
-The source kind yields the month's rows block by block (``tlc.sources``); every block is cast
-into the color's canonical schema, counted, filtered by the cleaning rules in force and
-handed to a writer that gathers blocks into row groups, so memory stays flat whatever the
-size of the month.
+The month's source kind yields its rows block by block (``tlc.sources``: the CSV releases or
+the TLC's Parquet, by ``month.source``); every block is cast into the color's canonical schema,
+counted, filtered by the cleaning rules in force and handed to a writer that gathers blocks
+into row groups, so memory stays flat whatever the size of the month.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tlc.fingerprint import FingerprintCounter
 from tlc.lake.writer import RowGroupWriter
 from tlc.month import Month
 from tlc.quality import ParquetFacts, QualityCounter, QualityReport
-from tlc.sources import csv_releases
+from tlc.sources.kinds import READERS
 
 Progress = Callable[[float, str], None]  # (fraction done, status line)
 
@@ -65,7 +65,7 @@ def convert_month(
         [c.name for c in columns if c.name != schema.SOURCE_MONTH], [c.name for c in columns if c.money]
     )
     values = FingerprintCounter(month.color)
-    with csv_releases.batches(src, month.color) as (header, rows, fraction), atomic_path(dest) as tmp:
+    with READERS[month.source](src, month.color) as (header, rows, fraction), atomic_path(dest) as tmp:
         # The fingerprint is taken on the encoding thread, a row group at a time, off the parsing's path.
         with RowGroupWriter(tmp, schema.arrow_schema(month.color), observe=values.add) as writer:
             for raw in rows:
