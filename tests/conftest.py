@@ -10,6 +10,7 @@ from pathlib import Path
 
 import luigi.configuration
 import pytest
+from luigi.task_register import Register
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -18,6 +19,13 @@ if str(ROOT) not in sys.path:
 
 from tests.sourceserver import SourceServer  # noqa: E402
 from tlc import phases  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_tasks() -> None:
+    """luigi hands back one instance per task parameters, made under the configuration of its
+    first test; a task's Month carries config (its source kind), so each test starts afresh."""
+    Register.clear_instance_cache()
 
 
 @pytest.fixture

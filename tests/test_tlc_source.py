@@ -87,7 +87,7 @@ def test_tlc_months_of_every_service_land_in_every_sink_and_reconcile(
         parquet = ParquetFile.of(unit).output()
         blob = Lake.from_config().bucket.get_blob(GCSObject.of(unit).output().name)
         assert parquet.rows() == rows and blob.metadata["rows"] == str(rows)
-        source_stage = ledger.read(sinks, unit)["stages"]["source"]
+        source_stage = ledger.read(Lake.from_config(), unit)["stages"]["source"]
         assert source_stage["kind"] == parquet.report().source.kind == "parquet"
         assert source_stage["url"].endswith(f"/trip-data/{color}_tripdata_{year}-{month:02d}.parquet")
 

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import luigi
+import pyarrow.parquet as pq
 from google.cloud import storage
 
 from tlc import layout, quality, schema
 from tlc.gcs import objects
 from tlc.gcs.lake import Lake
+from tlc.lake.writer import parquet_rows
 from tlc.month import Month
 from tlc.quality import QualityReport
 
@@ -97,6 +99,21 @@ class LakeParquet(luigi.Target):
         if local is None or local.parquet.sha256 != report.parquet.sha256 or not self.path.exists():
             return None
         return self.path if self.path.stat().st_size == report.parquet.size else None
+
+    def rows(self, report: QualityReport | None = None) -> int | None:
+        """Rows in the Parquet's own footer (this host's copy, else the object in the lake, read by
+        range); None when the Parquet the report describes is nowhere."""
+        report = report or self.report()
+        if report is None:
+            return None
+        local = self.cached(report)
+        if local is not None:
+            return parquet_rows(local)
+        blob = self.stored(report)
+        if blob is None:
+            return None
+        with self.lake.reader(blob) as fh:
+            return pq.ParquetFile(fh).metadata.num_rows
 
     def keep(self, report: QualityReport) -> None:
         """Stage the Parquet written at ``self.path`` in the bucket, then its report: the report is the commit."""

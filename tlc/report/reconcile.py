@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from tlc import fingerprint, layout, ledger
 from tlc.bigquery.dataset import Dataset
 from tlc.bigquery.target import BigQueryMonth
@@ -23,7 +21,6 @@ from tlc.errors import InvalidInput
 from tlc.gcs.lake import Lake
 from tlc.gcs.target import GcsObject
 from tlc.lake.target import LakeParquet
-from tlc.lake.writer import parquet_rows
 from tlc.month import COLORS, Month
 from tlc.postgres.target import Database, PostgresMonth
 from tlc.quality import QualityReport
@@ -72,25 +69,11 @@ def ledger_months(lake: Lake) -> tuple[list[Month], list[str]]:
     return sorted(found), strays
 
 
-def _parquet_rows(parquet: LakeParquet, report: QualityReport | None) -> int | None:
-    """Rows in the Parquet's own footer: this host's copy, else the object in the lake (read by range)."""
-    if report is None:
-        return None
-    local = parquet.cached(report)
-    if local is not None:
-        return parquet_rows(local)
-    blob = parquet.stored(report)
-    if blob is None:
-        return None
-    with parquet.lake.reader(blob) as fh:
-        return pq.ParquetFile(fh).metadata.num_rows
-
-
 def _local(row: MonthRow, parquet: LakeParquet, report: QualityReport | None) -> None:
     row.quality = report
     if report is not None:
         row.counts["source"] = report.source_rows
-    row.counts["parquet"] = _parquet_rows(parquet, report)
+    row.counts["parquet"] = parquet.rows(report) if report is not None else None
     if report is not None and row.counts["parquet"] is None:
         row.notes.append("the Parquet its report describes is not in the lake")
 
