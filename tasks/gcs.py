@@ -35,7 +35,8 @@ class GCSObject(MonthTask):
 
         out = self.output()
         report, lake = out.report(), out.lake
-        staged = out.parquet.stored(report)
+        # A concurrent writer may publish the month (and drop the staged copy) between our lookups.
+        staged = out.parquet.stored(report) or out.blob()
         if staged is None:
             raise SinkError(f"{self.unit.label}: the staged Parquet is gone from the lake; rerun ParquetFile")
         self.set_status_message(f"{self.unit.label}: publishing {report.parquet.size / 1e6:.1f} MB at {out.uri}")
@@ -48,7 +49,11 @@ class GCSObject(MonthTask):
         }
         phases.reached("gcs.publishing", name=out.name)
         if staged.name != out.name:
-            lake.publish(staged, out.key, report.parquet.md5, metadata)
+            try:
+                lake.publish(staged, out.key, report.parquet.md5, metadata)
+            except SinkError:
+                if out.blob() is None:  # not another writer's identical publication: a real failure
+                    raise
         for blob in lake.listing(layout.staged_prefix(self.unit)).values():  # published: staging not needed
             lake.delete(blob)
         self.record_stage()
