@@ -12,7 +12,7 @@ from tasks.params import MonthTask
 from tlc import layout, quality
 from tlc.atomic import read_json, write_json
 from tlc.config import CleaningConfig, PathsConfig
-from tlc.errors import CorruptSource, DataError, PipelineError, SchemaMismatch, local_writes
+from tlc.errors import PipelineError, SourceRefused, local_writes
 from tlc.lake.convert import convert_month
 from tlc.lake.target import LakeParquet
 from tlc.quality import SourceFacts
@@ -53,7 +53,7 @@ class ParquetFile(MonthTask):
                 report = convert_month(
                     raw.path, out.path, self.unit, rules=CleaningConfig().rules(), progress=self.reporter()
                 )
-            except (SchemaMismatch, DataError, CorruptSource) as exc:
+            except SourceRefused as exc:  # the reading side's, whatever failed: never a local write or a bug
                 kept = self._reject(raw.path, exc)
                 hint = "a rerun retries it, and fetches the month again once the source changes"
                 raise type(exc)(f"{exc} (download kept at {kept}; {hint})") from None

@@ -3,24 +3,35 @@
 ``{base}/{color}/{color}_tripdata_{YYYY}-{MM}.csv.gz``, 2019-01 to 2021-07: the files the
 course's flows read. A download is a gzip stream, checked member by member as it arrives;
 reading it streams the CSV in blocks through pyarrow, so memory stays flat whatever the
-month's size. Integer columns are parsed as float64 first because pandas round-trips wrote
-IDs as ``1.0``; the cast to int64 that follows is *safe*, so ``1.5`` fails loudly.
+month's size.
+
+Reading is one side of the conversion's failures: whatever goes wrong while the file is read
+(a gzip error, a value pyarrow cannot parse, a header the csv module chokes on, bytes that
+are not UTF-8, a timestamp in year 0) leaves here as a ``SourceRefused``, so the month's
+download is moved aside and a rerun asks the source again; nothing the reader raises can
+leave a month stuck on the same bytes. Only an exhausted machine (``MemoryError``) passes
+through as itself.
+
+Integer columns are read as text and parsed by pyarrow's integer parser, never through
+float64, so IDs above 2**53 stay exact; the ``1.0`` that pandas round-trips write is
+accepted as 1, and ``1.5`` is refused naming the column.
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from isal import igzip_threaded, isal_zlib
 
 from tlc import layout, schema
-from tlc.errors import CorruptSource, DataError, SchemaMismatch
+from tlc.errors import CorruptSource, DataError, SchemaMismatch, SourceRefused, first_line
 from tlc.month import Month
 from tlc.sources.http import check_base_url
 
@@ -28,9 +39,14 @@ from tlc.sources.http import check_base_url
 # memory flat as the month grows (16 MB blocks were 3x slower and grew 1.8x for a 5x month).
 BLOCK_SIZE = 2 << 20
 
-# How each kind is parsed from the text before its cast to the canonical type.
+# A header line longer than this is not a TLC header (theirs are about 300 bytes): refused
+# before the csv module or an error message has to hold it.
+MAX_HEADER_BYTES = 4096
+
+# How each kind is parsed from the text before its cast to the canonical type; integers
+# are text here and parsed exactly by ``_integers``.
 _READ_TYPES = {
-    "int": pa.float64(),
+    "int": pa.string(),
     "float": pa.float64(),
     "string": pa.string(),
     "timestamp": pa.timestamp("us"),
@@ -73,15 +89,20 @@ class GzipVerifier:
 
 
 def read_header(src: Path) -> list[str]:
-    """The first line of the gzip CSV, BOM and CRLF tolerated."""
+    """The first line of the gzip CSV, BOM and CRLF tolerated; anything unreadable is refused."""
     try:
         with igzip_threaded.open(src, "rb") as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-            header = next(csv.reader(text), None)
+            line = raw.readline(MAX_HEADER_BYTES + 1)
     except (OSError, EOFError, isal_zlib.error) as exc:
         raise CorruptSource(f"{src.name}: cannot read gzip: {exc}") from None
+    if len(line) > MAX_HEADER_BYTES:
+        raise SchemaMismatch(f"{src.name}: header line is longer than {MAX_HEADER_BYTES} bytes")
+    try:
+        header = next(csv.reader([line.decode("utf-8-sig").rstrip("\r\n")], strict=True), None)
     except UnicodeDecodeError:
         raise SchemaMismatch(f"{src.name}: header is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise SchemaMismatch(f"{src.name}: header line is not valid CSV ({exc})") from None
     if not header or not any(h.strip() for h in header):
         raise DataError(f"{src.name}: file is empty (no header line)")
     return header
@@ -92,41 +113,85 @@ def batches(src: Path, color: str) -> Iterator[tuple[schema.HeaderMap, Iterator[
     """The file's header map, its rows as record batches in source columns, and the fraction read.
 
     ISA-L inflates in its own thread (no GIL), overlapping pyarrow's parsing of the last block.
-    Read errors surface while iterating: ``CorruptSource`` for the gzip, ``DataError`` for values.
+    Every failure of reading surfaces while iterating as a ``SourceRefused``: ``CorruptSource``
+    for the gzip, ``DataError`` for values (see the module's docstring).
     """
     header = schema.resolve_header(color, read_header(src))
     kinds = {c.name: c.kind for c in schema.columns(color)}
-    read_types = {
-        name: _READ_TYPES[kinds[canonical]] for name, canonical in zip(header.source, header.canonical, strict=True)
-    }
+    source_kinds = {name: kinds[canonical] for name, canonical in zip(header.source, header.canonical, strict=True)}
     total = src.stat().st_size
     with open(src, "rb") as compressed, igzip_threaded.open(compressed, "rb") as text:
         stream = pa.PythonFile(text, mode="r")
 
         def rows() -> Iterator[pa.RecordBatch]:
             with _read_errors(src):
-                yield from pacsv.open_csv(
+                reader = pacsv.open_csv(
                     stream,
                     read_options=pacsv.ReadOptions(column_names=header.source, skip_rows=1, block_size=BLOCK_SIZE),
                     # the default ISO-8601 parser reads "2021-01-01 00:30:10" natively; strptime is slower
                     convert_options=pacsv.ConvertOptions(
-                        column_types=read_types, null_values=[""], strings_can_be_null=True
+                        column_types={name: _READ_TYPES[kind] for name, kind in source_kinds.items()},
+                        null_values=[""],
+                        strings_can_be_null=True,
                     ),
                 )
+                for batch in reader:
+                    yield _typed(batch, source_kinds)
 
         yield header, rows(), lambda: compressed.tell() / total
 
 
+# The range every sink can hold: BigQuery's DATETIME and Python's datetime stop at years 1 and
+# 9999, and pyarrow's parser accepts year 0, which a quality report could not even print.
+_EARLIEST = pa.scalar(dt.datetime(1, 1, 1), pa.timestamp("us")).value
+_LATEST = pa.scalar(dt.datetime(9999, 12, 31, 23, 59, 59, 999999), pa.timestamp("us")).value
+
+
+def _typed(batch: pa.RecordBatch, kinds: dict[str, str]) -> pa.RecordBatch:
+    """The block with its integer text parsed and its timestamps checked against the sinks' range."""
+    arrays = list(batch.columns)
+    for i, name in enumerate(batch.schema.names):
+        if kinds[name] == "int":
+            arrays[i] = _integers(arrays[i], name)
+        elif kinds[name] == "timestamp":
+            bounds = pc.min_max(arrays[i])
+            low, high = bounds["min"].value, bounds["max"].value
+            if low is not None and (low < _EARLIEST or high > _LATEST):
+                bad = bounds["min"] if low < _EARLIEST else bounds["max"]
+                raise DataError(f"column {name!r} holds a timestamp outside years 1-9999: {bad.cast(pa.string())}")
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def _integers(text: pa.Array, name: str) -> pa.Array:
+    """Integer text as int64, exactly: pyarrow's integer parser after the ``.0`` of pandas is cut.
+
+    A scan for a dot is far cheaper than a failed cast (milliseconds in pyarrow), so the
+    common cases never fail one: a block without ``1.0`` pays one scan, a block with it a
+    scan and a slice; only ``1.00``, ``+1`` and bad values reach the regex.
+    """
+    parsed = text
+    if pc.any(pc.match_substring(text, ".")).as_py():
+        parsed = pc.if_else(pc.ends_with(text, ".0"), pc.utf8_slice_codeunits(text, 0, -2), text)
+    try:
+        return pc.cast(parsed, pa.int64())
+    except pa.ArrowInvalid:
+        text = pc.replace_substring_regex(text, r"^(?:\+|(-))?([0-9]+)(?:\.0+)?$", r"\1\2")
+    try:
+        return pc.cast(text, pa.int64())
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"column {name!r} holds a value that is not int: {first_line(exc)}") from None
+
+
 @contextmanager
 def _read_errors(src: Path) -> Iterator[None]:
-    """A value pyarrow cannot parse is the data's fault; an unreadable stream is the file's."""
+    """Whatever fails while the file is read is the file's: refused, naming the file (see the module docstring)."""
     try:
         yield
+    except (SourceRefused, MemoryError):
+        raise
     except pa.ArrowInvalid as exc:
-        raise DataError(f"{src.name}: {_first_line(exc)}") from None
+        raise DataError(f"{src.name}: {first_line(exc)}") from None
     except (OSError, EOFError, isal_zlib.error) as exc:
-        raise CorruptSource(f"{src.name}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CorruptSource(f"{src.name}: {first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - any other reading failure is the file's too: that is the contract
+        raise DataError(f"{src.name}: cannot be read: {type(exc).__name__}: {first_line(exc)}") from None
