@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 from isal import igzip_threaded, isal_zlib
 
 from tlc import layout, schema
+from tlc.config import SourceConfig
 from tlc.errors import CorruptSource, DataError, SchemaMismatch, SourceRefused, first_line
 from tlc.month import Month
 from tlc.sources.http import check_base_url
@@ -60,28 +61,56 @@ def url(base_url: str, month: Month) -> str:
     return f"{base_url.rstrip('/')}/{month.color}/{layout.raw_name(month)}"
 
 
-class GzipVerifier:
-    """Decodes a gzip stream incrementally only to prove it is whole; output is discarded."""
+# The gzip check inflates at most this much per step, whatever one chunk of input holds, so its
+# memory is flat for a gzip bomb as for a month. The inflation ratio is judged from this much
+# output on: a small file of few distinct rows may compress very well and be harmless.
+INFLATE_STEP = 1 << 20
+RATIO_FROM_BYTES = 16 << 20
 
-    def __init__(self) -> None:
+
+class GzipVerifier:
+    """Decodes a gzip stream incrementally only to prove it is whole; output is counted and discarded.
+
+    A stream that inflates more than ``max_ratio`` times its compressed size (``[tlc.source]
+    max_inflation_ratio``; TLC months inflate about 5x) is refused as it streams: a gzip bomb,
+    or a file of one row repeated millions of times, is not a month of trips.
+    """
+
+    def __init__(self, max_ratio: float | None = None) -> None:
         self._d = isal_zlib.decompressobj(isal_zlib.MAX_WBITS | 16)
         self._inside_member = False
+        self.max_ratio = SourceConfig().inflation_limit() if max_ratio is None else max_ratio
         self.members = 0
+        self.compressed = 0
         self.uncompressed = 0
 
     def feed(self, data: bytes) -> None:
-        while data:
+        self.compressed += len(data)
+        more = bool(data)
+        while more:
             self._inside_member = True
             try:
-                self.uncompressed += len(self._d.decompress(data))
+                out = len(self._d.decompress(data, INFLATE_STEP))
             except isal_zlib.error as exc:
                 raise CorruptSource(f"not a valid gzip stream ({exc})") from None
-            if not self._d.eof:
-                return
-            self.members += 1  # a multi-member gzip: the rest starts the next member
-            self._inside_member = False
-            data = self._d.unused_data
-            self._d = isal_zlib.decompressobj(isal_zlib.MAX_WBITS | 16)
+            self._count(out)
+            if self._d.eof:  # a multi-member gzip: the rest starts the next member
+                self.members += 1
+                self._inside_member = False
+                data = self._d.unused_data
+                self._d = isal_zlib.decompressobj(isal_zlib.MAX_WBITS | 16)
+                more = bool(data)
+            else:  # input left over, or a full step that may have more output pending
+                data = self._d.unconsumed_tail
+                more = bool(data) or out == INFLATE_STEP
+
+    def _count(self, inflated: int) -> None:
+        self.uncompressed += inflated
+        if self.uncompressed > RATIO_FROM_BYTES and self.uncompressed > self.max_ratio * self.compressed:
+            raise CorruptSource(
+                f"gzip stream inflates more than [tlc.source] max_inflation_ratio = {self.max_ratio:g} times "
+                f"({self.compressed:,} bytes became {self.uncompressed:,} so far): a gzip bomb, not a month's CSV"
+            )
 
     def finish(self) -> None:
         if self.members == 0 or self._inside_member:
