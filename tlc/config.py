@@ -188,3 +188,6 @@ class ScheduleConfig(ConfigSection):
     section = "schedule"
     window_months = luigi.IntParameter(default=3, description="how many months back the catch-up looks")
     colors = luigi.Parameter(default="yellow,green,fhv", description="colors the catch-up ingests")
+    luigid_recoveries = luigi.IntParameter(
+        default=3, description="times a run adds its tasks again when a restarted luigid forgot them"
+    )
