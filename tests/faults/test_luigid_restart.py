@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -30,108 +31,107 @@ pytestmark = pytest.mark.faults
 RANGES = {"from-scratch": (2020, 1), "from-saved-state": (2020, 4), "unrecovered": (2020, 7)}
 
 
-def range_args(first: tuple[int, int]) -> tuple[str, ...]:
-    start, stop = f"{first[0]}-{first[1]:02d}", f"{first[0]}-{first[1] + 2:02d}"
-    return ("IngestRange", "--colors", "yellow", "--start", start, "--stop", stop, "--workers", "1")
+@dataclass
+class Backfill:
+    """A three-month ``IngestRange`` through the fault stack's luigid, and the means to restart it."""
+
+    data: Path
+    sinks: Sinks
+    cfg: dict
+    tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch
+    publish: Callable[..., Path]
+    months: dict = field(default_factory=dict)
+    first: tuple[int, int] = (2020, 1)
+
+    def publish_range(self, case: str) -> None:
+        self.first = RANGES[case]
+        months = [("yellow", self.first[0], self.first[1] + i) for i in range(3)]
+        self.months = {m: self.publish(*m, seed=i) for i, m in enumerate(months)}
+
+    def command(self) -> list[str]:
+        year, month = self.first
+        span = ("--start", f"{year}-{month:02d}", "--stop", f"{year}-{month + 2:02d}")
+        scheduler = self.sinks.stack.up(("luigid",))["LUIGI_SCHEDULER_URL"]
+        args = ("IngestRange", "--colors", "yellow", *span, "--workers", "1", "--scheduler-url", scheduler)
+        return luigi_args(*args, lock_dir=self.tmp_path / "locks", local=False)
+
+    def restart_luigid(self, from_scratch: bool) -> None:
+        """Stop luigid (SIGTERM: it saves its state; SIGKILL + state removed: it starts empty), then
+        start it again on the same port, so the running worker reaches it at the same URL."""
+        state = self.sinks.stack.dir.load_state()["luigid"]
+        self.sinks.stop("luigid", signal.SIGKILL if from_scratch else signal.SIGTERM)
+        saved = Path(state["state_path"])
+        if from_scratch:
+            saved.unlink(missing_ok=True)
+        else:
+            assert saved.exists(), "luigid should have saved its state on SIGTERM"
+        self.monkeypatch.setattr(luigid_service, "free_port", lambda: state["port"])
+        self.sinks.stack.up(("luigid",))
+
+    def held_run(self, from_scratch: bool) -> tuple[int, str]:
+        """Run the range, restart luigid while the worker is held in its first conversion, release
+        it; the exit code and the run's output."""
+        held, log = self.tmp_path / "held", self.tmp_path / "range.log"
+        env = cli_env(self.cfg, self.tmp_path, TLC_FAULT_HOLD="parquet", TLC_FAULT_HELD=str(held))
+        proc = start_cli(self.command(), env, log)
+        try:
+            poll(lambda: held.exists() or proc.poll() is not None, "the hold", timeout=90)
+            assert proc.poll() is None, log.read_text()[-3000:]
+            self.restart_luigid(from_scratch)
+            held.with_name("held.release").touch()
+            code = finish(proc, log, timeout=180)
+        finally:
+            if proc.poll() is None:
+                kill_hard(proc)
+        return code, log.read_text()
+
+    def assert_every_month_exact(self) -> None:
+        for month, src in self.months.items():
+            self.sinks.assert_exact(self.data, *month, src)
+        counts = {f"{y}-{m:02d}": 2000 for _, y, m in self.months}
+        assert {k: v for k, v in self.sinks.bq_counts("yellow").items() if k in counts} == counts
+        assert {k: v for k, v in self.sinks.pg_counts("yellow").items() if k in counts} == counts
 
 
-def restart_luigid(sinks: Sinks, from_scratch: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stop luigid (SIGTERM: it saves its state; SIGKILL + state removed: it starts empty), then
-    start it again on the same port, so the running worker reaches it at the same URL."""
-    state = sinks.stack.dir.load_state()["luigid"]
-    sinks.stop("luigid", signal.SIGKILL if from_scratch else signal.SIGTERM)
-    saved = Path(state["state_path"])
-    if from_scratch:
-        saved.unlink(missing_ok=True)
-    else:
-        assert saved.exists(), "luigid should have saved its state on SIGTERM"
-    monkeypatch.setattr(luigid_service, "free_port", lambda: state["port"])
-    sinks.stack.up(("luigid",))
-
-
-def range_command(sinks: Sinks, first: tuple[int, int], tmp_path: Path) -> list[str]:
-    scheduler = sinks.stack.up(("luigid",))["LUIGI_SCHEDULER_URL"]
-    return luigi_args(*range_args(first), "--scheduler-url", scheduler, lock_dir=tmp_path / "locks", local=False)
-
-
-def held_range_run(
-    sinks: Sinks, first: tuple[int, int], cfg: dict, tmp_path: Path, restart: Callable[[], None]
-) -> tuple[int, str]:
-    """Run the range through luigid, restart luigid while the worker is held in its first
-    conversion, release it; the exit code and the run's output."""
-    held, log = tmp_path / "held", tmp_path / "range.log"
-    cmd = range_command(sinks, first, tmp_path)
-    proc = start_cli(cmd, cli_env(cfg, tmp_path, TLC_FAULT_HOLD="parquet", TLC_FAULT_HELD=str(held)), log)
-    try:
-        poll(lambda: held.exists() or proc.poll() is not None, "the hold", timeout=90)
-        assert proc.poll() is None, log.read_text()[-3000:]
-        restart()
-        held.with_name("held.release").touch()
-        code = finish(proc, log, timeout=180)
-    finally:
-        if proc.poll() is None:
-            kill_hard(proc)
-    return code, log.read_text()
-
-
-def publish_range(publish: Callable[..., Path], cfg: dict, first: tuple[int, int]) -> dict:
+@pytest.fixture
+def backfill(
+    pipeline_env: Path,
+    source: SourceServer,
+    sinks: Sinks,
+    publish: Callable[..., Path],
+    cfg: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Backfill:
     cfg["core", "rpc-retry-wait"] = "1"  # the worker's calls made while luigid is down are retried soon
-    months = [("yellow", first[0], first[1] + i) for i in range(3)]
-    return {m: publish(*m, seed=i) for i, m in enumerate(months)}
-
-
-def assert_every_month_exact(data: Path, sinks: Sinks, months: dict) -> None:
-    for month, src in months.items():
-        sinks.assert_exact(data, *month, src)
-    counts = {f"{y}-{m:02d}": 2000 for _, y, m in months}
-    assert {k: v for k, v in sinks.bq_counts("yellow").items() if k in counts} == counts
-    assert {k: v for k, v in sinks.pg_counts("yellow").items() if k in counts} == counts
+    return Backfill(pipeline_env, sinks, cfg, tmp_path, monkeypatch, publish)
 
 
 @pytest.mark.parametrize("case", ["from-scratch", "from-saved-state"])
-def test_luigid_restarted_mid_range_the_same_run_lands_every_month(
-    pipeline_env: Path,
-    source: SourceServer,
-    sinks: Sinks,
-    publish: Callable[..., Path],
-    cfg: dict,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    case: str,
-) -> None:
-    months = publish_range(publish, cfg, RANGES[case])
-    from_scratch = case == "from-scratch"
-    restart = lambda: restart_luigid(sinks, from_scratch, monkeypatch)  # noqa: E731
-    code, output = held_range_run(sinks, RANGES[case], cfg, tmp_path, restart)
+def test_luigid_restarted_mid_range_the_same_run_lands_every_month(backfill: Backfill, case: str) -> None:
+    backfill.publish_range(case)
+    code, output = backfill.held_run(from_scratch=case == "from-scratch")
     assert code == 0 and error_lines(output) == [], output[-4000:]
     assert "Traceback" not in output, output[-4000:]
     recovered = [line for line in output.splitlines() if "luigid no longer knows" in line]
-    if from_scratch:
+    if case == "from-scratch":
         assert len(recovered) == 1 and "adding them again (recovery 1 of 3)" in recovered[0], output[-4000:]
     else:  # luigid came back with the graph: nothing was lost, nothing to recover
         assert recovered == [], output[-4000:]
-    assert_every_month_exact(pipeline_env, sinks, months)
+    backfill.assert_every_month_exact()
 
 
-def test_lost_tasks_that_cannot_be_recovered_are_named_and_a_plain_rerun_lands_them(
-    pipeline_env: Path,
-    source: SourceServer,
-    sinks: Sinks,
-    publish: Callable[..., Path],
-    cfg: dict,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    first = RANGES["unrecovered"]
-    months = publish_range(publish, cfg, first)
-    cfg["tlc.schedule", "luigid_recoveries"] = "0"
-    code, output = held_range_run(sinks, first, cfg, tmp_path, lambda: restart_luigid(sinks, True, monkeypatch))
+def test_lost_tasks_that_cannot_be_recovered_are_named_and_a_plain_rerun_lands_them(backfill: Backfill) -> None:
+    backfill.publish_range("unrecovered")
+    backfill.cfg["tlc.schedule", "luigid_recoveries"] = "0"
+    code, output = backfill.held_run(from_scratch=True)
     assert code == 25, output[-4000:]  # luigi's not_run: the run did not finish its range
     [line] = error_lines(output)
     assert "luigid lost" in line and "task(s) of this run and forgot them again after 0 recoveries" in line
     assert "they did not run (a rerun does them)" in line
     assert "Traceback" not in output
 
-    rerun = run_cli(range_command(sinks, first, tmp_path), cli_env(cfg, tmp_path), timeout=180)
+    rerun = run_cli(backfill.command(), cli_env(backfill.cfg, backfill.tmp_path), timeout=180)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert_every_month_exact(pipeline_env, sinks, months)
+    backfill.assert_every_month_exact()
