@@ -72,7 +72,7 @@ class GzipVerifier:
     """Decodes a gzip stream incrementally only to prove it is whole; output is counted and discarded.
 
     A stream that inflates more than ``max_ratio`` times its compressed size (``[tlc.source]
-    max_inflation_ratio``; TLC months inflate about 5x) is refused as it streams: a gzip bomb,
+    max_inflation_ratio``; TLC months inflate 4-6x) is refused as it streams: a gzip bomb,
     or a file of one row repeated millions of times, is not a month of trips.
     """
 
