@@ -213,6 +213,29 @@ def test_redirect_to_a_scheme_other_than_http_is_refused_and_never_followed(
         recorder.close()
 
 
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("loop", "source redirects in a loop or too often (HTTP 302, last to http://127.0.0.1:"),
+        ("no-location", "source answered HTTP 300 without a redirect to follow"),
+    ],
+)
+def test_a_redirect_that_leads_nowhere_fails_in_one_line(
+    pipeline_env: Path,
+    source: SourceServer,
+    bad: Misbehaving,
+    month: Path,
+    caplog: pytest.LogCaptureFixture,
+    step: str,
+    message: str,
+) -> None:
+    bad.steps["loop"] = redirect(PATH)  # to itself, every time
+    bad.steps["no-location"] = lambda h, body: raw(h, b"HTTP/1.1 300 Multiple Choices\r\nContent-Length: 0\r\n\r\n")
+    source.plans[PATH] = [step] * 10
+    failed_download(caplog, pipeline_env, message)
+    assert len(source.requests) <= 5  # urllib's own loop limit, and no retry on top of it
+
+
 def test_http_redirect_is_followed_without_the_credentials(
     pipeline_env: Path, source: SourceServer, bad: Misbehaving, month: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

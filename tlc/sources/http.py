@@ -11,8 +11,8 @@ status line, too many or too long headers, broken chunked encoding, any ``http.c
 exception, a reset in the middle of the headers) is a transient source fault, retried and
 reported in one line at the end. Redirects are followed only to http and https URLs, and
 never with the credentials. A download is bounded as a whole, not only per read: in time
-(``max_seconds``, shortened to one timeout plus the published size at ``min_bytes_per_second``
-when the source publishes a Content-Length) and in size (the published size exactly,
+(``max_seconds``, shortened to the published size at ``min_bytes_per_second`` plus one
+timeout per attempt when the source publishes a Content-Length) and in size (the published size exactly,
 ``max_bytes`` when none is published), so a server trickling bytes or streaming forever
 cannot hold a worker or fill the disk.
 """
@@ -101,12 +101,14 @@ class DownloadRecord:
     attempts: int
 
 
-def _redirect_refused(exc: urllib.error.HTTPError) -> str:
-    """Why a redirect ended the request, naming its target without credentials or query string."""
+def _redirect_refused(exc: urllib.error.HTTPError, request: urllib.request.Request) -> str:
+    """Why a 3xx ended the request, naming its target without credentials or query string."""
     target = exc.filename or ""
-    if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
-        return f"source redirected to {redact_url(target)}, which is not followed (only http and https are)"
-    return f"source redirects in a loop or too often (HTTP {exc.code}, last to {redact_url(target)})"
+    if str(exc.reason).startswith(urllib.request.HTTPRedirectHandler.inf_msg):
+        return f"source redirects in a loop or too often (HTTP {exc.code}, last to {redact_url(target)})"
+    if target == request.full_url:
+        return f"source answered HTTP {exc.code} without a redirect to follow"
+    return f"source redirected to {redact_url(target)}, which is not followed (only http and https are)"
 
 
 def _request(url: str, method: str) -> urllib.request.Request:
@@ -137,7 +139,7 @@ def _open(url: str, timeout: float, method: str = "GET") -> http.client.HTTPResp
         if exc.code >= 500 or exc.code in (408, 429):
             raise TransientSourceError(describe(exc)) from None
         if 300 <= exc.code < 400:
-            raise SourceError(f"{_redirect_refused(exc)} for {redact_url(url)}") from None
+            raise SourceError(f"{_redirect_refused(exc, request)} for {redact_url(url)}") from None
         raise SourceError(f"source refused the download: {describe(exc)} for {redact_url(url)}") from None
     except RESPONSE_ERRORS as exc:  # URLError is an OSError
         raise TransientSourceError(describe(exc)) from None
