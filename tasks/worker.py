@@ -40,9 +40,12 @@ class RecoveringWorker(luigi.worker.Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._recoveries = 0
+        self._lost_reported = False
 
     def _get_work(self) -> Any:
         response = super()._get_work()
+        if self._stop_requesting_work:  # phasing out (SIGUSR1, disabled by luigid): nothing more to take on
+            return response
         if response.task_id is not None or self._running_tasks or response.running_tasks or response.n_pending_tasks:
             return response  # work, or tasks the scheduler still holds for us: luigi's own logic applies
         lost = self._forgotten()
@@ -50,6 +53,9 @@ class RecoveringWorker(luigi.worker.Worker):
             return response
         limit = ScheduleConfig().luigid_recoveries
         if self._recoveries >= limit:
+            if self._lost_reported:  # a keep-alive worker asks again: say it once
+                return response
+            self._lost_reported = True
             names = ", ".join(sorted(t.task_id for t in lost)[:3])
             logger.error(
                 "luigid lost %d task(s) of this run and forgot them again after %d recoveries: %s%s; "
