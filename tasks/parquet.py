@@ -12,7 +12,7 @@ from tasks.params import MonthTask
 from tlc import layout
 from tlc.atomic import write_json
 from tlc.config import CleaningConfig, PathsConfig
-from tlc.errors import CorruptSource, DataError, PipelineError, SchemaMismatch, SourceKindChanged, local_writes
+from tlc.errors import PipelineError, SourceKindChanged, SourceRefused, local_writes
 from tlc.lake.convert import convert_month
 from tlc.quality import SourceFacts
 
@@ -77,7 +77,7 @@ class ParquetFile(MonthTask):
                 report = convert_month(
                     source, out.path, self.unit, rules=CleaningConfig().rules(), progress=self.reporter()
                 )
-            except (SchemaMismatch, DataError, CorruptSource) as exc:
+            except SourceRefused as exc:  # the reading side's, whatever failed: never a local write or a bug
                 kept = self._reject(raw, record, exc)
                 hint = "a rerun retries it, and fetches the month again once the source changes"
                 raise type(exc)(f"{exc} (download kept at {kept}; {hint})") from None

@@ -2,13 +2,17 @@
 
 ``luigi --module tasks`` imports the ``tasks`` package, which calls ``install()`` as its last
 step; nothing else in ``tasks`` or ``tlc`` changes process-wide state when imported, so a
-script or test can use any module of ``tlc`` without getting any of this. It does three
+script or test can use any module of ``tlc`` without getting any of this. It does four
 things, all for the CLI run:
 
 * one-line errors: luigi logs every exception with its traceback. For a ``PipelineError`` (a
   bad month, a 404, a changed header) the traceback only hides the one line the user needs,
   so a filter on luigi's logger drops it. Unexpected exceptions keep their traceback;
 * failure alerts: luigi's e-mail made safe and the webhook (``tlc.alerts``);
+* the worker: ``tasks.worker.RecoveringWorker``, which adds its tasks again when a restarted
+  luigid forgot them, made the worker of every run by replacing the worker factory method of
+  luigi's interface (``luigi.interface._WorkerSchedulerFactory.create_worker``, luigi 3.8.1:
+  the ``luigi`` command offers no other way to choose the worker class);
 * Arrow's jemalloc pool as the process default: it returns the conversion's and the COPY's
   buffers to the system sooner than mimalloc (peak RSS 293 MB instead of 350 MB on a yellow
   month, ~40 MB less for the Postgres load, at the same speed). It must be the default pool:
@@ -19,9 +23,11 @@ from __future__ import annotations
 
 import logging
 
+import luigi.interface
 import pyarrow as pa
 from luigi.parameter import ParameterException
 
+from tasks.worker import RecoveringWorker
 from tlc import alerts
 from tlc.errors import InvalidInput, PipelineError
 
@@ -61,4 +67,14 @@ def install() -> None:
     if not any(isinstance(f, OneLineErrors) for f in logger.filters):
         logger.addFilter(OneLineErrors())
     alerts.install()
+    luigi.interface._WorkerSchedulerFactory.create_worker = _create_worker
     pa.set_memory_pool(pa.jemalloc_memory_pool())
+
+
+def _create_worker(
+    self: luigi.interface._WorkerSchedulerFactory,
+    scheduler: luigi.scheduler.Scheduler,
+    worker_processes: int,
+    assistant: bool = False,
+) -> RecoveringWorker:
+    return RecoveringWorker(scheduler=scheduler, worker_processes=worker_processes, assistant=assistant)

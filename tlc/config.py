@@ -19,7 +19,7 @@ from typing import ClassVar
 import luigi
 
 from tlc.errors import InvalidInput
-from tlc.identifiers import gcp_project, identifier
+from tlc.identifiers import gcp_project, gcs_bucket, identifier, positive
 from tlc.month import resolve_source
 from tlc.rules import Rules
 
@@ -52,11 +52,15 @@ class PathsConfig(ConfigSection):
 
 @dataclass(frozen=True)
 class Retry:
-    """How hard to try the source: per-read timeout, attempts, first backoff (doubled each time)."""
+    """How hard and how long to try the source: per-read timeout, attempts, first backoff (doubled
+    each time), and the bounds of one download, retries included (see ``tlc.sources.http``)."""
 
     timeout: float = 60.0
     attempts: int = 4
     backoff: float = 1.0
+    max_seconds: float = 3600.0
+    max_bytes: int = 2 << 30
+    min_bytes_per_second: float = 50_000.0
 
 
 class SourceConfig(ConfigSection):
@@ -74,6 +78,15 @@ class SourceConfig(ConfigSection):
     timeout_seconds = luigi.FloatParameter(default=60.0, description="per connect/read; a stall longer fails")
     attempts = luigi.IntParameter(default=4, description="tries per download, transient failures only")
     backoff_seconds = luigi.FloatParameter(default=1.0, description="first retry delay, doubled each time")
+    max_seconds = luigi.FloatParameter(default=3600.0, description="longest one download may take, retries included")
+    min_bytes_per_second = luigi.FloatParameter(
+        default=50_000.0, description="slowest average a download of a published size may have (plus one timeout)"
+    )
+    max_bytes = luigi.IntParameter(default=2 << 30, description="largest file a download may be")
+    max_inflation_ratio = luigi.FloatParameter(default=40.0, description="most a gzip download may inflate")
+    max_out_of_month = luigi.FloatParameter(
+        default=0.5, description="share of pickups outside the file's month above which it is refused"
+    )
 
     def base_url(self, source: str) -> str:
         """The base URL of a source kind: ``csv`` (env TLC_SOURCE_URL) or ``parquet`` (env TLC_PARQUET_URL).
@@ -92,7 +105,24 @@ class SourceConfig(ConfigSection):
         return resolve_source(self.kind, color, year, month)
 
     def retry(self) -> Retry:
-        return Retry(timeout=self.timeout_seconds, attempts=self.attempts, backoff=self.backoff_seconds)
+        for key in ("timeout_seconds", "max_seconds", "min_bytes_per_second", "max_bytes"):
+            positive(getattr(self, key), f"[tlc.source] {key}")
+        return Retry(
+            timeout=self.timeout_seconds,
+            attempts=self.attempts,
+            backoff=self.backoff_seconds,
+            max_seconds=self.max_seconds,
+            max_bytes=self.max_bytes,
+            min_bytes_per_second=self.min_bytes_per_second,
+        )
+
+    def inflation_limit(self) -> float:
+        return positive(self.max_inflation_ratio, "[tlc.source] max_inflation_ratio")
+
+    def out_of_month_limit(self) -> float:
+        if not 0 < self.max_out_of_month <= 1:
+            raise InvalidInput(f"[tlc.source] max_out_of_month {self.max_out_of_month!r} is not valid: use 0-1")
+        return self.max_out_of_month
 
 
 class CleaningConfig(ConfigSection):
@@ -153,7 +183,8 @@ class GcsConfig(ConfigSection):
         return gcp_project(env_or("TLC_GCP_PROJECT", self.project))
 
     def bucket_name(self) -> str:
-        return env_or("TLC_GCS_BUCKET", self.bucket)
+        """Validated here, before any request: a bad name never reaches a URL or an error message unquoted."""
+        return gcs_bucket(env_or("TLC_GCS_BUCKET", self.bucket))
 
 
 class BigQueryConfig(ConfigSection):
@@ -181,6 +212,9 @@ class ScheduleConfig(ConfigSection):
     section = "schedule"
     window_months = luigi.IntParameter(default=3, description="how many months back the catch-up looks")
     colors = luigi.Parameter(default="yellow,green,fhv,fhvhv", description="colors the catch-up ingests")
+    luigid_recoveries = luigi.IntParameter(
+        default=3, description="times a run adds its tasks again when a restarted luigid forgot them"
+    )
 
 
 class PublishConfig(ConfigSection):

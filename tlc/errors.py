@@ -33,7 +33,16 @@ class TransientSourceError(SourceError):
     """A failure worth retrying: connection reset, timeout, 5xx, short body."""
 
 
-class CorruptSource(PipelineError):
+class SourceRefused(PipelineError):
+    """The source file's content cannot become the month, whatever the exception that said so.
+
+    Raised only by the reading side (``tlc.sources``) and by checks of what was read: the
+    conversion moves the download aside, so a plain rerun asks the source again instead of
+    converting the same bytes forever.
+    """
+
+
+class CorruptSource(SourceRefused):
     """The bytes arrived but are not a complete gzip stream (truncated, corrupt, an HTML page)."""
 
 
@@ -41,12 +50,21 @@ class SourceKindChanged(PipelineError):
     """The month was made from one source kind and the configuration now gives the other."""
 
 
-class SchemaMismatch(PipelineError):
+class SchemaMismatch(SourceRefused):
     """The CSV header is not one the pipeline knows for this color."""
 
 
-class DataError(PipelineError):
+class DataError(SourceRefused):
     """A value in the CSV cannot be read as its column's type."""
+
+
+class ConversionFailed(PipelineError):
+    """Converting a month failed for a reason that is neither the source's content nor a local write.
+
+    A bug or a resource limit: the message names the month and the exception in one line, the
+    download stays where it is (it may be fine), and the cause is chained for the traceback
+    luigi sends to the scheduler.
+    """
 
 
 class SinkError(PipelineError):
@@ -94,3 +112,8 @@ def local_writes(what: str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise local_write_error(exc, what) from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (pyarrow's run over several), or its type's name."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()

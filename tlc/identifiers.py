@@ -1,13 +1,15 @@
-"""SQL identifiers built from configuration and parameters, validated before any use.
+"""Identifiers built from configuration and parameters, validated before any use.
 
 Schema, dataset and table names come from ``luigi.cfg`` and from the color parameter, so a
 hostile or mistyped value (``x; DROP TABLE``) must never reach a statement. Only lower-case
 names that need no quoting in Postgres or BigQuery pass; everything else is refused with the
-offending value named.
+offending value named. Project ids and the bucket name go into request URLs, so they are
+held to GCP's own naming rules the same way.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import TYPE_CHECKING
 
@@ -31,6 +33,46 @@ def identifier(value: str, what: str = "identifier") -> str:
 def gcp_project(value: str) -> str:
     if not _PROJECT.fullmatch(value or ""):
         raise InvalidInput(f"project {value!r} is not valid: use a GCP project id (6-30 of a-z, 0-9, -)")
+    return value
+
+
+# GCS: 3-63 of a-z 0-9 - _ . starting and ending with a letter or digit (up to 222 when dotted,
+# each dot-separated part at most 63); no "goog" prefix, no "google" inside, no IP address.
+_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9._-]{1,220})[a-z0-9]")
+
+
+def gcs_bucket(value: str) -> str:
+    """A GCS bucket name by Google's rules, refused before it reaches a URL."""
+    text = value if isinstance(value, str) else ""
+    parts = text.split(".")
+    valid = (
+        _BUCKET.fullmatch(text) is not None
+        and (len(text) <= 63 or len(parts) > 1)
+        and all(0 < len(p) <= 63 for p in parts)
+        and not text.startswith("goog")
+        and "google" not in text
+        and not _is_ip_address(text)
+    )
+    if not valid:
+        raise InvalidInput(
+            f"bucket {value!r} is not valid: use a GCS bucket name (3-63 of a-z, 0-9, -, _ and ., starting and "
+            "ending with a letter or digit; not an IP address; no goog prefix, no google)"
+        )
+    return text
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def positive(value: float, what: str) -> float:
+    """A bound from the configuration: a number above zero (0 or less would make every run fail or none)."""
+    if not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidInput(f"{what} {value!r} is not valid: use a number above 0")
     return value
 
 

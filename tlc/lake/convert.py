@@ -4,6 +4,12 @@ The month's source kind yields its rows block by block (``tlc.sources``: the CSV
 the TLC's Parquet, by ``month.source``); every block is cast into the color's canonical schema,
 counted, filtered by the cleaning rules in force and handed to a writer that gathers blocks
 into row groups, so memory stays flat whatever the size of the month.
+
+Failures keep to three kinds, so a month can neither get stuck nor be refused for our own
+fault: what the reader raises (``tlc.sources``) and what the checks of the rows find is a
+``SourceRefused`` (the task moves the download aside); a failed write of our own is a
+``LocalWriteError`` (``tlc.lake.writer``) or an ``OSError`` the task names as one; anything
+else is a ``ConversionFailed`` naming the month in one line.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import pyarrow.compute as pc
 from tlc import rules as cleaning
 from tlc import schema
 from tlc.atomic import atomic_path
-from tlc.errors import DataError
+from tlc.config import SourceConfig
+from tlc.errors import ConversionFailed, DataError, PipelineError, first_line
 from tlc.fingerprint import FingerprintCounter
 from tlc.lake.writer import RowGroupWriter
 from tlc.month import Month
@@ -54,10 +61,31 @@ def canonical_batch(raw: pa.RecordBatch, header: schema.HeaderMap, month: Month)
 
 
 def convert_month(
-    src: Path, dest: Path, month: Month, rules: cleaning.Rules | None = None, progress: Progress | None = None
+    src: Path,
+    dest: Path,
+    month: Month,
+    rules: cleaning.Rules | None = None,
+    progress: Progress | None = None,
+    max_out_of_month: float | None = None,
 ) -> QualityReport:
-    """Write the month's canonical Parquet to ``dest`` atomically; return its quality report."""
-    rules = rules or cleaning.Rules()
+    """Write the month's canonical Parquet to ``dest`` atomically; return its quality report.
+
+    ``max_out_of_month`` defaults to ``[tlc.source] max_out_of_month`` (see ``check_pickups``).
+    """
+    limit = SourceConfig().out_of_month_limit() if max_out_of_month is None else max_out_of_month
+    try:
+        return _convert(src, dest, month, rules or cleaning.Rules(), progress, limit)
+    except (PipelineError, OSError):  # refused, or a local write the task reports as one
+        raise
+    except Exception as exc:  # the third kind: one line naming the month, the cause chained
+        raise ConversionFailed(
+            f"converting {month.label} failed unexpectedly: {type(exc).__name__}: {first_line(exc)}"
+        ) from exc
+
+
+def _convert(
+    src: Path, dest: Path, month: Month, rules: cleaning.Rules, progress: Progress | None, max_out_of_month: float
+) -> QualityReport:
     columns = schema.columns(month.color)
     rules.check([c.name for c in columns])
     start, end = (pa.scalar(t, pa.timestamp("us")) for t in month.bounds())
@@ -80,7 +108,26 @@ def convert_month(
                     progress(fraction(), f"{quality.rows_read:,} rows converted")
         if quality.rows_read == 0:
             raise DataError(f"{src.name}: no data rows after the header")
+        check_pickups(src.name, month, quality.rows_read, quality.out_of_month, max_out_of_month)
     parquet = ParquetFacts(file=dest.name, size=dest.stat().st_size, **writer.digests())
     return quality.report(
         month, schema.SCHEMA_VERSION, rules.active(), parquet, header.missing_optional, values.result()
     )
+
+
+# A handful of stray rows in a tiny file proves nothing: the share is judged from this many on.
+OUT_OF_MONTH_MIN_ROWS = 100
+
+
+def check_pickups(name: str, month: Month, rows: int, out_of_month: int, limit: float) -> None:
+    """Refuse a file whose pickups mostly lie outside its month: it is probably another month's file.
+
+    Real months hold a few per mille of strays (late-closed trips, clock errors); a file
+    published under the wrong name holds almost nothing else. Refused rather than flagged:
+    loaded, it would sit in every sink under the wrong ``source_month``.
+    """
+    if out_of_month >= OUT_OF_MONTH_MIN_ROWS and out_of_month > limit * rows:
+        raise DataError(
+            f"{name}: {out_of_month:,} of {rows:,} pickups ({out_of_month / rows:.1%}) lie outside {month.key}, "
+            f"more than [tlc.source] max_out_of_month = {limit:g} allows: probably another month's file"
+        )

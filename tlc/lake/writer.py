@@ -87,8 +87,9 @@ class RowGroupWriter:
                     self._error = self._failed(exc)
 
     def _failed(self, exc: BaseException) -> BaseException:
-        """An OSError of our own output is a local write failure, never the source's fault:
-        the conversion reads every OSError that reaches it as a corrupt source."""
+        """The writing side of the conversion's failures: an OSError of our own output is a local
+        write failure, never the source's fault, so the download is kept and never refused
+        (the reading side, ``tlc.sources``, wraps its own errors as ``SourceRefused``)."""
         return local_write_error(exc, f"writing {self._path.name}") if isinstance(exc, OSError) else exc
 
     def _put(self, item: pa.Table | None) -> None:

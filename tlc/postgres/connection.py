@@ -15,11 +15,7 @@ from typing import Any
 import psycopg2
 from psycopg2.extensions import connection as Connection  # noqa: N812 - the type, by its role
 
-from tlc.errors import SinkError
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
+from tlc.errors import SinkError, first_line
 
 
 def _where(dsn_parts: dict[str, Any]) -> str:

@@ -5,6 +5,16 @@ file, so a truncated transfer, a corrupt archive or an HTML error page served wi
 200 is caught without a second pass, and the file is renamed into place only when the
 verifier accepted the whole body. Transient failures are retried with exponential backoff;
 a 404 is not.
+
+Every response is the source's to get wrong, so every way a response can be malformed (a bad
+status line, too many or too long headers, broken chunked encoding, any ``http.client``
+exception, a reset in the middle of the headers) is a transient source fault, retried and
+reported in one line at the end. Redirects are followed only to http and https URLs, and
+never with the credentials. A download is bounded as a whole, not only per read: in time
+(``max_seconds``, shortened to the published size at ``min_bytes_per_second`` plus one
+timeout per attempt when the source publishes a Content-Length) and in size (the published size exactly,
+``max_bytes`` when none is published), so a server trickling bytes or streaming forever
+cannot hold a worker or fill the disk.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ from typing import Protocol, TypeVar
 from tlc.atomic import atomic_path
 from tlc.config import Retry
 from tlc.errors import CorruptSource, InvalidInput, SourceError, SourceNotFound, TransientSourceError
+from tlc.sources.limits import DownloadLimits, DownloadTooLarge, DownloadTooSlow
+from tlc.sources.responses import OPENER, RESPONSE_ERRORS, describe
 
 CHUNK = 1 << 20
 DEFAULT_RETRY = Retry()
@@ -90,12 +102,14 @@ class DownloadRecord:
     attempts: int
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return f"{exc.reason}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def _redirect_refused(exc: urllib.error.HTTPError, request: urllib.request.Request) -> str:
+    """Why a 3xx ended the request, naming its target without credentials or query string."""
+    target = exc.filename or ""
+    if str(exc.reason).startswith(urllib.request.HTTPRedirectHandler.inf_msg):
+        return f"source redirects in a loop or too often (HTTP {exc.code}, last to {redact_url(target)})"
+    if target == request.full_url:
+        return f"source answered HTTP {exc.code} without a redirect to follow"
+    return f"source redirected to {redact_url(target)}, which is not followed (only http and https are)"
 
 
 def _request(url: str, method: str) -> urllib.request.Request:
@@ -118,37 +132,43 @@ def _request(url: str, method: str) -> urllib.request.Request:
 def _open(url: str, timeout: float, method: str = "GET") -> http.client.HTTPResponse:
     request = _request(url, method)
     try:
-        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked in check_base_url()
+        return OPENER.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code in (404, 410):
             raise SourceNotFound(f"not published: HTTP {exc.code} for {redact_url(url)}") from None
         if exc.code >= 500 or exc.code in (408, 429):
-            raise TransientSourceError(_describe(exc)) from None
-        raise SourceError(f"source refused the download: {_describe(exc)} for {redact_url(url)}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise TransientSourceError(_describe(exc)) from None
+            raise TransientSourceError(describe(exc)) from None
+        if 300 <= exc.code < 400:
+            raise SourceError(f"{_redirect_refused(exc, request)} for {redact_url(url)}") from None
+        raise SourceError(f"source refused the download: {describe(exc)} for {redact_url(url)}") from None
+    except RESPONSE_ERRORS as exc:  # URLError is an OSError
+        raise TransientSourceError(describe(exc)) from None
 
 
-def _fetch_once(url: str, dest: Path, timeout: float, verifier: Verifier, progress: Progress | None) -> DownloadRecord:
-    with _open(url, timeout) as resp, atomic_path(dest) as tmp:
+def _fetch_once(
+    url: str, dest: Path, limits: DownloadLimits, verifier: Verifier, progress: Progress | None
+) -> DownloadRecord:
+    with _open(url, limits.timeout()) as resp, atomic_path(dest) as tmp:
         expected = resp.headers.get("Content-Length")
         total = int(expected) if expected and expected.isdigit() else None
+        allowed = limits.published(total)
         digest, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
         size = 0
         with open(tmp, "wb") as out:
             while True:
                 try:
-                    chunk = resp.read(CHUNK)
-                except (http.client.IncompleteRead, OSError) as exc:
-                    raise TransientSourceError(f"connection lost after {size} bytes: {_describe(exc)}") from None
+                    chunk = resp.read1(CHUNK)  # one receive at a time, so the bounds are checked as bytes come
+                except RESPONSE_ERRORS as exc:
+                    raise TransientSourceError(f"connection lost after {size} bytes: {describe(exc)}") from None
                 if not chunk:
                     break
+                size += len(chunk)
+                limits.check(size, allowed, total is not None)
                 out.write(chunk)
                 digest.update(chunk)
                 md5.update(chunk)
                 verifier.feed(chunk)
-                size += len(chunk)
                 if progress:
                     progress(size, total)
         if total is not None and size != total:
@@ -167,17 +187,25 @@ def _fetch_once(url: str, dest: Path, timeout: float, verifier: Verifier, progre
 
 
 def _retrying(
-    action: Callable[[], T], url: str, attempts: int, backoff: float, log: Callable[[str], None] | None
+    action: Callable[[], T],
+    url: str,
+    retry: Retry,
+    log: Callable[[str], None] | None,
+    limits: DownloadLimits | None = None,
 ) -> tuple[T, int]:
-    """Run ``action`` until it succeeds, retrying transient failures with exponential backoff."""
-    last = ""
+    """Run ``action`` until it succeeds, retrying transient failures with exponential backoff
+    (and, for a download, only while its time bound leaves room for the wait)."""
+    last, attempts = "", retry.attempts
     for attempt in range(1, attempts + 1):
         try:
             return action(), attempt
         except TransientSourceError as exc:
             last = str(exc)
+            delay = retry.backoff * 2 ** (attempt - 1)
             if attempt < attempts:
-                delay = backoff * 2 ** (attempt - 1)
+                if limits is not None and limits.seconds_left() <= delay:
+                    msg = f"no time left to retry ({limits.bound}) after {attempt} attempts: {last}"
+                    raise DownloadTooSlow(msg) from None
                 if log:
                     log(f"attempt {attempt}/{attempts} failed ({last}); retrying in {delay:.1f}s")
                 time.sleep(delay)
@@ -193,17 +221,16 @@ def download(
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
 ) -> DownloadRecord:
-    """Fetch ``url`` into ``dest`` atomically; retry only what a retry can fix.
+    """Fetch ``url`` into ``dest`` atomically; retry only what a retry can fix, within the download's bounds.
 
     ``verifier`` makes a fresh verifier for each attempt: a retried transfer starts over.
     """
     check_base_url(url)
+    limits = DownloadLimits(retry)
     try:
-        record, used = _retrying(
-            lambda: _fetch_once(url, dest, retry.timeout, verifier(), progress), url, retry.attempts, retry.backoff, log
-        )
-    except CorruptSource as exc:
-        raise CorruptSource(f"{exc}: {redact_url(url)}") from None
+        record, used = _retrying(lambda: _fetch_once(url, dest, limits, verifier(), progress), url, retry, log, limits)
+    except (CorruptSource, DownloadTooLarge, DownloadTooSlow) as exc:
+        raise type(exc)(f"{exc}: {redact_url(url)}") from None
     record.attempts = used
     return record
 
@@ -216,7 +243,7 @@ def head(url: str, retry: Retry = DEFAULT_RETRY) -> dict[str, str]:
         with _open(url, retry.timeout, method="HEAD") as resp:
             return dict(resp.headers)
 
-    return _retrying(once, url, retry.attempts, retry.backoff, None)[0]
+    return _retrying(once, url, retry, None)[0]
 
 
 VALIDATORS = ("etag", "last_modified", "size")

@@ -24,10 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tlc import layout, schema
-from tlc.errors import CorruptSource, SchemaMismatch
+from tlc.errors import CorruptSource, SchemaMismatch, first_line
 from tlc.month import Month
 from tlc.sources import legacy_yellow
 from tlc.sources.http import check_base_url
+from tlc.sources.reading import read_errors
 
 MAGIC = b"PAR1"
 # The footer is verified from the end of the stream kept in memory: real footers are tens of KB.
@@ -85,7 +86,7 @@ class ParquetVerifier:
             meta = pq.read_metadata(pa.BufferReader(footer))
             meta.schema.to_arrow_schema()
         except (pa.ArrowException, OSError) as exc:
-            raise CorruptSource(f"Parquet footer does not read ({_first_line(exc)})") from None
+            raise CorruptSource(f"Parquet footer does not read ({first_line(exc)})") from None
         self.rows = _check_footer(meta, footer_start)
 
 
@@ -135,7 +136,7 @@ def _open(src: Path) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(src, pre_buffer=False, buffer_size=READ_BUFFER)
     except (pa.ArrowException, OSError) as exc:
-        raise CorruptSource(f"{src.name}: not a readable Parquet file ({_first_line(exc)})") from None
+        raise CorruptSource(f"{src.name}: not a readable Parquet file ({first_line(exc)})") from None
 
 
 @contextmanager
@@ -158,7 +159,7 @@ def batches(src: Path, color: str) -> Iterator[tuple[schema.HeaderMap, Iterator[
     done = [0]
 
     def rows() -> Iterator[pa.RecordBatch]:
-        with _read_errors(src):
+        with read_errors(src):
             for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=header.source, use_threads=True):
                 done[0] += batch.num_rows
                 yield legacy.decode(batch) if legacy else batch
@@ -169,16 +170,3 @@ def batches(src: Path, color: str) -> Iterator[tuple[schema.HeaderMap, Iterator[
         yield header, rows(), lambda: done[0] / total if total else 1.0
     finally:
         parquet.close()
-
-
-@contextmanager
-def _read_errors(src: Path) -> Iterator[None]:
-    """A page that does not decode is the file's fault."""
-    try:
-        yield
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise CorruptSource(f"{src.name}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
