@@ -30,6 +30,13 @@ class GCSObject(MonthTask):
 
         return GcsObject(Lake.from_config(), self.unit, self.requires().output())
 
+    @staticmethod
+    def _published_meanwhile(out: GcsObject) -> bool:
+        try:
+            return out.blob() is not None
+        except SinkError:  # the lake is still away: the publication's own error says more
+            return False
+
     def make(self) -> None:
         from tlc import layout
 
@@ -51,9 +58,9 @@ class GCSObject(MonthTask):
         if staged.name != out.name:
             try:
                 lake.publish(staged, out.key, report.parquet.md5, metadata)
-            except SinkError:
-                if out.blob() is None:  # not another writer's identical publication: a real failure
-                    raise
+            except SinkError as failed:
+                if not self._published_meanwhile(out):  # another writer's identical publication is no failure
+                    raise failed from None
         for blob in lake.listing(layout.staged_prefix(self.unit)).values():  # published: staging not needed
             lake.delete(blob)
         self.record_stage()

@@ -191,7 +191,7 @@ def test_another_months_file_under_this_name_is_refused(
     month.write_bytes(good)
     assert run([ParquetFile(color=MONTH[0], year=MONTH[1], month=MONTH[2])]).ok
     assert_lake_exact(pipeline_env, *MONTH, month)
-    report = read_json(layout.quality_path(layout.lake_path(pipeline_env, Month(*MONTH))))
+    report = read_json(layout.quality_path(pipeline_env, Month(*MONTH)))
     assert report["out_of_month_pickups"] < 0.01 * report["rows_read"]  # a real month: a few strays
 
 
