@@ -170,8 +170,10 @@ def test_changed_header_is_refused_and_nothing_written(tmp_path: Path, header: s
         (ROW_2021.replace(",1.50,", ",abc,"), "invalid value 'abc'"),
         (ROW_2021.replace("1.0,2021", "1.5,2021", 1), "not int"),
         (ROW_2021.replace("2021-03-01 00:10:00", "yesterday"), "invalid value 'yesterday'"),
+        (ROW_2021.replace(",1.50,", ",inf,"), "NaN or an infinite value"),
+        (ROW_2021.replace(",1.50,", ",-1e999,"), "NaN or an infinite value"),
     ],
-    ids=["text-in-number", "fraction-in-id", "bad-timestamp"],
+    ids=["text-in-number", "fraction-in-id", "bad-timestamp", "infinite-amount", "overflowing-amount"],
 )
 def test_bad_values_fail_loudly(tmp_path: Path, row: str, message: str) -> None:
     dest = tmp_path / "out.parquet"
@@ -217,7 +219,8 @@ def test_report_round_trips_through_json(tmp_path: Path) -> None:
 
 
 def test_fingerprint_sums_are_exact_and_rounding_is_half_away_from_zero() -> None:
-    """The warehouses' SQL rounds halves away from zero and sums integers exactly; so must we."""
+    """The warehouses' SQL rounds cents by sign(v) * floor(|v| + 0.5) (halves away from zero) and
+    sums integers exactly; so must we."""
     from tlc.fingerprint import FingerprintCounter
 
     counter = FingerprintCounter("yellow")
@@ -225,12 +228,12 @@ def test_fingerprint_sums_are_exact_and_rounding_is_half_away_from_zero() -> Non
     big = 2**62  # two of these overflow int64: the sum must still be exact
     values = {
         "vendor_id": [big, big, None],
-        "fare_amount": [0.005, -0.005, 0.015],  # x 100: 0.5, -0.5 and 1.5 (one ulp off): halves away from zero
+        "fare_amount": [0.005, -0.005, 0.285],  # x 100: 0.5, -0.5 and 28.499999999999996
         "store_and_fwd_flag": ["N", "é", None],
     }
     arrays = [pa.array(values.get(f.name, [None] * 3), f.type) for f in columns]
     counter.add(pa.RecordBatch.from_arrays(arrays, schema=columns))
     found = counter.result()
     assert found["vendor_id"] == {"n": 2, "sum": 2 * big}
-    assert found["fare_amount"] == {"n": 3, "cents": 2}  # 0.5 -> 1, -0.5 -> -1, 1.5 -> 2
+    assert found["fare_amount"] == {"n": 3, "cents": 28}  # 0.5 -> 1, -0.5 -> -1, 28.49... -> 28
     assert found["store_and_fwd_flag"] == {"n": 2, "chars": 2}

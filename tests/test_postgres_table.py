@@ -317,6 +317,28 @@ def test_a_server_that_is_down_fails_fast_with_one_clear_line(
     assert "not-the-password" not in str(refused.value) and pg["PGPASSWORD"] not in str(refused.value)
 
 
+def test_both_ends_of_a_session_notice_a_vanished_peer_within_a_minute(pg: dict) -> None:
+    """A host lost mid-COPY must not hold its month's lock for the OS's two hours: the server's
+    side of each session probes it (and libpq's side probes the server)."""
+    import socket
+
+    with closing(connect(PostgresConfig().dsn_parts())) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_interval'),"
+            " current_setting('tcp_keepalives_count'), current_setting('tcp_user_timeout'), inet_server_addr()"
+        )
+        idle, interval, count, user_timeout, server = cur.fetchone()
+        client = socket.socket(fileno=conn.fileno())
+        try:
+            probing = client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+            client_idle = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+        finally:
+            client.detach()  # the socket is libpq's
+    assert server is not None  # over TCP, where keepalives apply
+    assert (idle, interval, count, user_timeout) == ("30", "10", "3", "60000")
+    assert probing and client_idle == 30
+
+
 def test_a_hostile_schema_name_is_refused_before_any_sql(
     pg: dict, pipeline_env: Path, source_dir: Path, monkeypatch: pytest.MonkeyPatch, cfg: dict
 ) -> None:
@@ -348,3 +370,39 @@ def test_a_hostile_schema_name_is_refused_before_any_sql(
     assert connections == []
     monkeypatch.setattr(psycopg2, "connect", real_connect)
     assert query("SELECT to_regclass('public.x') IS NOT NULL") == [(True,)]
+
+
+def test_the_fingerprint_postgres_computes_equals_ours_on_half_cent_values(pg: dict, tmp_path: Path) -> None:
+    """0.285 x 100 is 28.499999999999996 in a double: every engine must round it the same way (down),
+    and halves (0.005, 2.675 x 100 = 267.5) away from zero, or clean months would not reconcile."""
+    from tlc.fingerprint import FingerprintCounter, differences
+    from tlc.postgres.state import fingerprints
+
+    target = schema.arrow_schema("yellow")
+    tricky = [0.285, 2.675, -0.005, 0.005, 1e-300, -1234.565, None]
+    columns = {}
+    for field in target:
+        if field.name == schema.SOURCE_MONTH:
+            values = [dt.date(2021, 1, 1)] * len(tricky)
+        elif pa.types.is_floating(field.type):
+            values = tricky
+        elif pa.types.is_integer(field.type):
+            values = [2**62, 2**62, -1, 0, 1, None, 7]  # their sum overflows int64: exact anyway
+        else:
+            values = [None] * len(tricky)
+        columns[field.name] = pa.array(values, field.type)
+    table = pa.table(columns, schema=target)
+    path = tmp_path / "tricky.parquet"
+    pq.write_table(table, path)
+    month = Month("yellow", 2021, 1)
+    conn = connect(PostgresConfig().dsn_parts())
+    try:
+        ensure_table(conn, "tlc", "yellow")
+        load_month(conn, "tlc", Load(month, path, table.num_rows, "0" * 64))
+        found = fingerprints(conn, "tlc", "yellow")[month.first_day]
+    finally:
+        conn.close()
+    ours = FingerprintCounter("yellow")
+    ours.add(table)
+    assert differences(ours.result(), found) == []
+    assert ours.result()["fare_amount"]["cents"] == 28 + 268 - 1 + 1 + 0 - 123457

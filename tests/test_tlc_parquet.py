@@ -163,6 +163,11 @@ ROWS = REAL_ROWS[2022, 1]
         ),
         (lambda t: t.drop_columns(["lpep_dropoff_datetime"]), SchemaMismatch, "missing columns ['dropoff_datetime']"),
         (lambda t: t.slice(0, 0), DataError, "no data rows"),
+        (
+            replace("tip_amount", pa.array([1.0] * (ROWS - 1) + [float("nan")])),
+            DataError,
+            "column 'tip_amount' holds NaN or an infinite value",
+        ),
     ],
     ids=[
         "fractional-code",
@@ -172,6 +177,7 @@ ROWS = REAL_ROWS[2022, 1]
         "unknown-column",
         "missing-column",
         "empty",
+        "nan-amount",
     ],
 )
 def test_unknown_types_columns_and_values_fail_in_one_line_with_nothing_written(

@@ -7,8 +7,9 @@ timestamps and dates, the total length of strings. It is computed while the Parq
 (into the quality report) and again inside each warehouse by one aggregate query, and any
 difference names the month, the sink and the column.
 
-Amounts are compared in cents, rounded half away from zero in every engine, so a float that
-prints the same everywhere compares equal; integer sums are exact (never through float).
+Amounts are compared in whole cents, rounded by the same double operations in every engine;
+integer sums are exact (never through float). NaN and infinities never reach it: the
+conversion refuses them.
 """
 
 from __future__ import annotations
@@ -50,8 +51,7 @@ class FingerprintCounter:
             if kind == "int":
                 acc["sum"] = (acc["sum"] or 0) + _int_sum(col)
             elif kind == "float":
-                cents = pc.round(pc.multiply(col, 100.0), round_mode="half_towards_infinity")
-                acc["cents"] = (acc["cents"] or 0) + int(pc.sum(cents).as_py() or 0)
+                acc["cents"] = (acc["cents"] or 0) + _cents(col)
             elif kind == "string":
                 acc["chars"] = (acc["chars"] or 0) + (pc.sum(pc.utf8_length(col)).as_py() or 0)
             else:
@@ -65,6 +65,14 @@ class FingerprintCounter:
         return {name: dict(acc) for name, acc in self.values.items()}
 
 
+def _cents(col: pa.Array | pa.ChunkedArray) -> int:
+    """The sum of the values in whole cents: sign(v) * floor(|v| + 0.5) of v = x * 100, the very
+    same IEEE operations the warehouses' SQL does (see _SQL), so every engine rounds alike."""
+    v = pc.multiply(col, 100.0)
+    rounded = pc.multiply(pc.sign(v), pc.floor(pc.add(pc.abs(v), 0.5)))
+    return int(pc.sum(rounded).as_py() or 0)
+
+
 def _int_sum(col: pa.Array | pa.ChunkedArray) -> int:
     bounds = pc.min_max(col).as_py()
     if bounds["min"] is None:
@@ -74,15 +82,19 @@ def _int_sum(col: pa.Array | pa.ChunkedArray) -> int:
     return int(pc.sum(col.cast(pa.decimal128(38, 0))).as_py())  # large IDs: exact, never wrapped
 
 
-# Each measure's aggregate in each warehouse's SQL ({c}: the quoted column). Cents: BigQuery's
-# ROUND of a FLOAT64 rounds halves away from zero; Postgres's ROUND of a double follows the C
-# library (halves to even), of a numeric away from zero, hence the cast. Integer sums are exact:
-# BIGNUMERIC in BigQuery, numeric (what Postgres's sum of bigint returns) in Postgres.
+# Each measure's aggregate in each warehouse's SQL ({c}: the quoted column). Cents are rounded
+# by the same IEEE double operations everywhere (sign(v) * floor(|v| + 0.5), v = x * 100), not
+# by each engine's ROUND: Postgres's ROUND of a double rounds halves to even, of a numeric (made
+# from 15 significant digits) away from zero, and either can differ from Arrow's on a value like
+# 0.285. The per-row results are whole numbers, so their sum is exact in a double while a month
+# totals under 2**53 cents (about $90 trillion; real months total millions). A corrupt amount
+# beyond that makes each engine's sum depend on its order: a reported difference, never a pass.
+# Integer sums are exact: BIGNUMERIC in BigQuery, numeric (sum of bigint) in Postgres.
 _SQL = {
     "bigquery": {
         "n": "COUNT({c})",
         "sum": "SUM(CAST({c} AS BIGNUMERIC))",
-        "cents": "SUM(CAST(ROUND({c} * 100) AS INT64))",
+        "cents": "SUM(SIGN({c} * 100) * FLOOR(ABS({c} * 100) + 0.5))",
         "chars": "SUM(LENGTH({c}))",
         "min": "MIN({c})",
         "max": "MAX({c})",
@@ -90,7 +102,7 @@ _SQL = {
     "postgres": {
         "n": "count({c})",
         "sum": "sum({c})",
-        "cents": "sum(round(({c} * 100)::numeric))",
+        "cents": "sum(sign({c} * 100) * floor(abs({c} * 100) + 0.5))",
         "chars": "sum(length({c}))",
         "min": "min({c})",
         "max": "max({c})",

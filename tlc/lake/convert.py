@@ -56,6 +56,10 @@ def canonical_batch(raw: pa.RecordBatch, header: schema.HeaderMap, month: Month)
         if col.kind == "string" and pc.any(pc.match_substring(arr, "\x00")).as_py():
             # PostgreSQL's text cannot hold NUL: refused here, before any sink, not half-landed after.
             raise DataError(f"column {source!r} holds a NUL character, which PostgreSQL text cannot store")
+        if col.kind == "float" and pc.any(pc.invert(pc.is_finite(arr))).as_py():
+            # No trip has an amount or distance of NaN or infinity: a file that says so is corrupt,
+            # and it would make the month's fingerprint (its sums in cents) meaningless.
+            raise DataError(f"column {source!r} holds NaN or an infinite value, which no amount or distance can be")
         arrays.append(arr)
     return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
 

@@ -17,6 +17,23 @@ from psycopg2.extensions import connection as Connection  # noqa: N812 - the typ
 
 from tlc.errors import SinkError, first_line
 
+# A peer or a network that vanishes without closing the connection (a lost VM, a dead NAT) is
+# noticed in about a minute, not after the operating system's two hours: TCP keepalives every
+# 10 s after 30 s idle, given up after 3 misses, and unacknowledged data for at most 60 s. Both
+# ends: libpq's for this side (a dead server), the session's for the server (a dead host, whose
+# COPY would otherwise hold the month's lock and partition for hours).
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+_SERVER_KEEPALIVES = (
+    "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10;"
+    " SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000"
+)
+
 
 def _where(dsn_parts: dict[str, Any]) -> str:
     return f"{dsn_parts.get('host')}:{dsn_parts.get('port')}/{dsn_parts.get('dbname')}"
@@ -30,12 +47,19 @@ def connect(dsn_parts: dict[str, Any]) -> Connection:
     becomes a one-line SinkError naming host:port/db and libpq's reason.
     """
     try:
-        conn = psycopg2.connect(**dsn_parts, application_name="tlc-luigi", client_encoding="UTF8")
+        conn = psycopg2.connect(**dsn_parts, **_KEEPALIVES, application_name="tlc-luigi", client_encoding="UTF8")
     except psycopg2.OperationalError as exc:
         reason = first_line(exc).split(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
         hint = "; set PGPASSWORD or ~/.pgpass" if "no password supplied" in reason else ""
         where = f"{_where(dsn_parts)} as {dsn_parts.get('user')}"
         raise SinkError(f"cannot connect to PostgreSQL at {where}: {reason}{hint}") from None
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_SERVER_KEEPALIVES)
+        conn.commit()
+    except psycopg2.Error as exc:
+        conn.close()
+        raise SinkError(f"cannot set up a session on PostgreSQL at {_where(dsn_parts)}: {first_line(exc)}") from None
     return conn
 
 

@@ -49,6 +49,10 @@ def source_name(source: ParquetSource) -> str:
 
 COPY_READ_SIZE = 1 << 20  # bytes psycopg2 asks for per read(): fewer Python calls than 8 KB
 SWAP_LOCK_TIMEOUT = "60s"  # a long query on the table must not hold a finished load forever
+# Another load of the same month (another host) holds the month's lock for as long as its COPY
+# takes; a worker whose host vanished without closing its connection holds it until the server's
+# keepalives give up. Either way, waiting longer than this is a failure, not patience.
+MONTH_LOCK_TIMEOUT = "15min"
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ def load_month(conn: Connection, schema_name: str, load: Load, progress: Progres
 def _copy(cur: Any, tables: _Tables, load: Load, stream: binary_copy.CopyStream, caught: list) -> int:
     """Create the staging table in this transaction and COPY the Parquet into it; check the count."""
     # Two loads of the same month (two schedulers) queue here instead of colliding.
+    cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(MONTH_LOCK_TIMEOUT)))
     cur.execute(
         "SELECT pg_advisory_xact_lock(%s)", (lock_key("month", tables.schema, load.month.color, load.month.first_day),)
     )
@@ -217,8 +222,8 @@ def _load_error(exc: BaseException, load: Load, table: str, lost: bool, committi
     label = load.month.label
     if isinstance(exc, psycopg2.errors.LockNotAvailable):
         return SinkError(
-            f"{label}: timed out after {SWAP_LOCK_TIMEOUT} waiting for {table} (a long query holds it); "
-            "the month was not replaced"
+            f"{label}: timed out waiting for a lock on {table} (another load of the month, or a long query, "
+            "holds it); the month was not replaced"
         )
     if isinstance(exc, psycopg2.Error):
         note = ""
