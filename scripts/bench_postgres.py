@@ -117,7 +117,10 @@ def publish(parquet: Path, report: quality.QualityReport, month: Month) -> None:
     target = LakeParquet(lake, _root_of(parquet, month), month, report.rules)
     target.keep(report)
     metadata = {"rows": str(report.rows_written), "parquet_sha256": report.parquet.sha256}
-    lake.publish(target.stored(report), layout.lake_key(month), report.parquet.md5, metadata)
+    before = lake.get(layout.lake_key(month))
+    lake.publish(
+        target.stored(report), layout.lake_key(month), report.parquet.md5, metadata, before.generation if before else 0
+    )
 
 
 def _execute(statements: list[sql.Composable | str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from tasks.params import MonthTask
@@ -10,14 +11,19 @@ from tlc import phases
 from tlc.errors import SinkError
 
 if TYPE_CHECKING:
+    from google.cloud import storage
+
+    from tlc.gcs.lake import Lake
     from tlc.gcs.target import GcsObject
+
+STAGING_GRACE = dt.timedelta(days=1)  # a staged month older than this, and not published, is an orphan
 
 # The Google clients are imported where a stage runs, not with the module: every luigi CLI
 # run imports every task module, and the clients would add ~0.3 s to each start.
 
 
 class GCSObject(MonthTask):
-    """Publish ``{prefix}/v{schema}/{color}/year=YYYY/month=MM/{color}_tripdata_YYYY-MM.parquet``
+    """Publish ``{prefix}/v{schema}/{color}/{YYYY}/{color}_tripdata_YYYY-MM.parquet``
     (a copy inside GCS of the staged Parquet); done when that object is byte for byte the Parquet
     its quality report describes (see ``tlc.gcs.target.GcsObject``)."""
 
@@ -37,10 +43,23 @@ class GCSObject(MonthTask):
         except SinkError:  # the lake is still away: the publication's own error says more
             return False
 
-    def make(self) -> None:
+    def _drop_staging(self, lake: Lake, published_from: storage.Blob) -> None:
+        """The staged copy this run published from, and staged copies of any month of the color
+        nobody published for a day (a run killed between staging and publishing, or between
+        publishing and this): never another run's fresh one. Any month's, since a month once
+        published is rarely published again."""
         from tlc import layout
 
+        cutoff = dt.datetime.now(dt.UTC) - STAGING_GRACE
+        for blob in lake.listing(layout.staged_color_prefix(self.unit.color)).values():
+            if blob.name == published_from.name or (blob.time_created is not None and blob.time_created < cutoff):
+                lake.delete(blob)
+
+    def make(self) -> None:
         out = self.output()
+        # Read before the report: whatever is published after this (a newer report always comes
+        # first) fails our rewrite's generation precondition, so no older Parquet replaces it.
+        before = out.lake.get(out.key)
         report, lake = out.report(), out.lake
         # A concurrent writer may publish the month (and drop the staged copy) between our lookups.
         staged = out.parquet.stored(report) or out.blob()
@@ -57,12 +76,11 @@ class GCSObject(MonthTask):
         phases.reached("gcs.publishing", name=out.name)
         if staged.name != out.name:
             try:
-                lake.publish(staged, out.key, report.parquet.md5, metadata)
+                lake.publish(staged, out.key, report.parquet.md5, metadata, before.generation if before else 0)
             except SinkError as failed:
                 if not self._published_meanwhile(out):  # another writer's identical publication is no failure
                     raise failed from None
-        for blob in lake.listing(layout.staged_prefix(self.unit)).values():  # published: staging not needed
-            lake.delete(blob)
+        self._drop_staging(lake, staged)
         self.record_stage()
         self.set_progress_percentage(100)
         self.set_status_message(f"{self.unit.label}: {out.uri} verified (md5)")

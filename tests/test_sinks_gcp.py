@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import requests
 
 from scripts.make_sample_data import write_month
 from tasks import BigQueryTable, GCSObject, ParquetFile
+from tasks import gcs as gcs_task
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
 from tlc import layout
+from tlc.bigquery import load as bq_load
 from tlc.bigquery import state
 from tlc.bigquery.load import Load, load_month
 from tlc.bigquery.target import BigQueryMonth
@@ -42,6 +48,22 @@ def counts(task: BigQueryTable) -> dict:
     ds = task.output().ds
     rows = ds.query(f"SELECT source_month, COUNT(*) AS n FROM `{ds.table_id(task.color)}` GROUP BY 1")
     return {r["source_month"].strftime("%Y-%m"): r["n"] for r in rows}
+
+
+def lake_requests(action: Callable[[], object], method: str, needle: str) -> list[str]:
+    """The URLs of the requests to the lake ``action`` made with ``method`` and ``needle`` in them."""
+    seen: list[str] = []
+    real = requests.Session.request
+
+    def counting(self: requests.Session, verb: str, url: str, *args: object, **kwargs: object) -> object:
+        if verb == method and needle in url:
+            seen.append(url)
+        return real(self, verb, url, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(requests.Session, "request", counting)
+        action()
+    return seen
 
 
 def parquet_of(data: Path, color: str, year: int, month: int) -> pa.Table:
@@ -103,6 +125,46 @@ def test_damaged_remote_object_is_uploaded_again(
     assert bucket().blob(task.output().name).download_as_bytes() == good
 
 
+def test_publishing_drops_its_staged_copy_and_orphans_of_the_color_older_than_a_day(
+    pipeline_env: Path, gcp_env: dict, source: SourceServer, published: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jan, feb = (GCSObject(color="yellow", year=2021, month=m) for m in (1, 2))
+    assert run([jan]).ok
+    lake = Lake.from_config()
+    staged = layout.staged_prefix(Month("yellow", 2021, 1))
+    assert lake.listing(staged) == {}  # published: its staged copy is gone
+    orphan = layout.staged_key(Month("yellow", 2021, 3), "ab" * 32)  # a run killed before publishing
+    other_color = layout.staged_key(Month("green", 2021, 3), "ab" * 32)
+    for key in (orphan, other_color):
+        lake.bucket.blob(lake.name(key)).upload_from_string(b"PAR1")
+    assert run([feb]).ok
+    assert lake.get(orphan) is not None  # younger than a day: perhaps another run about to publish it
+    monkeypatch.setattr(gcs_task, "STAGING_GRACE", dt.timedelta(0))  # now every older copy is an orphan
+    lake.delete(lake.get(layout.lake_key(Month("yellow", 2021, 2))))
+    assert run([feb]).ok
+    assert lake.get(orphan) is None and lake.get(other_color) is not None
+    assert lake.listing(layout.staged_color_prefix("yellow")) == {}
+
+
+def test_a_read_of_an_object_gone_meanwhile_is_one_sink_line_naming_it(
+    pipeline_env: Path, gcp_env: dict, source: SourceServer, published: None
+) -> None:
+    """Postgres and the report read the published Parquet by ranges; an object replaced or
+    deleted after it was checked must fail as the sink's one line, not as a client traceback."""
+    task = GCSObject(color="yellow", year=2021, month=1)
+    assert run([task]).ok
+    lake = Lake.from_config()
+    blob = lake.bucket.get_blob(task.output().name)
+    with lake.reader(blob) as fh:
+        head = fh.read(4)
+        lake.bucket.blob(blob.name).delete()
+        with pytest.raises(SinkError) as failed:
+            fh.seek(-8, 2)  # what pyarrow does first: the footer, beyond the first chunk read
+            fh.read(8)
+    assert head == b"PAR1"
+    assert str(failed.value).startswith(f"GCS read of gs://{lake.bucket.name}/{blob.name} failed: NotFound")
+
+
 def test_forced_reload_of_one_month_leaves_both_months_exact(
     pipeline_env: Path, gcp_env: dict, source: SourceServer, published: None
 ) -> None:
@@ -111,9 +173,18 @@ def test_forced_reload_of_one_month_leaves_both_months_exact(
     ds = jan.output().ds
     ds.query(f"DELETE FROM `{ds.markers_id}` WHERE source_month = DATE '2021-01-01'")
     assert not jan.complete() and feb.complete()
+    # Another month's staging tables: one of a writer of this host that died after its commit
+    # (nobody loads that month again), one of a live writer elsewhere; only the first may go.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = f"yellow_tripdata_2021_02_staging_{bq_load._HOST}_{dead.pid}_{dead.pid}_0a0b0c"
+    elsewhere = "yellow_tripdata_2021_02_staging_0f0f0f0f_1_1_0a0b0c"
+    for name in (orphan, elsewhere):
+        ds.query(f"CREATE TABLE `{ds.id}.{name}` AS SELECT 1 AS x")
     result = run([jan, feb])
     assert result.ok and result.ran == {jan.task_id}
     assert counts(jan) == {"2021-01": 2500, "2021-02": 2500}
+    assert {t.table_id for t in ds.client.list_tables(ds.id)} == {"yellow_tripdata", "_loads", elsewhere}
 
 
 def test_failing_load_leaves_the_previous_month_intact(
@@ -171,6 +242,8 @@ def test_range_completeness_is_checked_in_bulk_and_notices_one_damaged_month(
     assert run(months).ok
     assert all_complete(months + lake)
     assert BigQueryMonth.bulk_exists([t.output() for t in months]) == [t.complete() for t in months] == [True] * 3
+    listings = lake_requests(lambda: GcsObject.bulk_exists([t.output() for t in lake]), "GET", "prefix=")
+    assert len(listings) == 4  # per color one listing of the published objects and one of the reports: not per month
     bucket().blob(lake[1].output().name).delete()  # yellow 2021-02 vanishes from the lake
     assert GcsObject.bulk_exists([t.output() for t in lake]) == [True, False, True]
     assert not all_complete(months + lake)

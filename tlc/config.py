@@ -19,7 +19,7 @@ from typing import ClassVar
 import luigi
 
 from tlc.errors import InvalidInput
-from tlc.identifiers import gcp_project, gcs_bucket, identifier, positive
+from tlc.identifiers import gcp_project, gcs_bucket, gcs_prefix, identifier, positive
 from tlc.month import resolve_source
 from tlc.rules import Rules
 
@@ -185,6 +185,10 @@ class GcsConfig(ConfigSection):
     def bucket_name(self) -> str:
         """Validated here, before any request: a bad name never reaches a URL or an error message unquoted."""
         return gcs_bucket(env_or("TLC_GCS_BUCKET", self.bucket))
+
+    def lake_prefix(self) -> str:
+        """Validated like the bucket: the prefix is part of every object name and of the views over them."""
+        return gcs_prefix(self.prefix)
 
 
 class BigQueryConfig(ConfigSection):

@@ -61,6 +61,22 @@ def gcs_bucket(value: str) -> str:
     return text
 
 
+# Object-name segments the lake writes under: no empty segment, nothing a shell, URL or the
+# emulators' filesystem roots would read differently ("..", spaces, "%", "#", "?").
+_PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def gcs_prefix(value: str) -> str:
+    """The lake's object prefix, without its outer slashes, refused before it names any object."""
+    text = (value if isinstance(value, str) else "").strip("/")
+    if not text or not all(_PREFIX_SEGMENT.fullmatch(part) for part in text.split("/")):
+        raise InvalidInput(
+            f"prefix {value!r} is not valid: use one or more /-separated segments of letters, digits, ., _ and - "
+            "(not starting with ., at most 100 characters each)"
+        )
+    return text
+
+
 def _is_ip_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)

@@ -49,7 +49,12 @@ def staged_key(month: Month, sha256: str) -> str:
 
 
 def staged_prefix(month: Month) -> str:
-    return f"_staging/{_V}/{month.color}/{month.stem}."
+    return f"{staged_color_prefix(month.color)}{month.stem}."
+
+
+def staged_color_prefix(color: str) -> str:
+    """Every staged month of a color: unpublished ones only, so a listing of it stays short."""
+    return f"_staging/{_V}/{color}/"
 
 
 def lake_key(month: Month) -> str:

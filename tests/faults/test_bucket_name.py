@@ -91,3 +91,36 @@ def test_hostile_bucket_through_the_cli_is_one_line_and_no_request(
         assert recorder.connections == 0
     finally:
         recorder.close()
+
+
+HOSTILE_PREFIXES = [
+    "",
+    "/",
+    "lake//v1",
+    "../lake",
+    "lake/..",
+    ".hidden",
+    "la ke",
+    "lake?x=1",
+    "lake#1",
+    "lake%2F",
+    "x" * 101,
+]
+
+
+@pytest.mark.parametrize("prefix", HOSTILE_PREFIXES, ids=lambda v: repr(v)[:24])
+def test_hostile_prefix_is_refused_by_name(prefix: str) -> None:
+    """The ``[gcs] prefix`` names every object the lake writes: an empty or odd segment would put
+    months where no listing finds them, so it is refused like the bucket."""
+    from tlc.config import GcsConfig
+
+    with pytest.raises(InvalidInput) as refused:
+        GcsConfig(prefix=prefix).lake_prefix()
+    assert str(refused.value).startswith(f"prefix {prefix!r} is not valid: use one or more /-separated segments")
+
+
+@pytest.mark.parametrize(("prefix", "kept"), [("lake", "lake"), ("/team/lake-2/", "team/lake-2"), ("a.b_c", "a.b_c")])
+def test_valid_prefixes_pass_without_outer_slashes(prefix: str, kept: str) -> None:
+    from tlc.config import GcsConfig
+
+    assert GcsConfig(prefix=prefix).lake_prefix() == kept

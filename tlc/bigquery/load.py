@@ -42,6 +42,7 @@ from tlc.month import Month
 _CONCURRENT_UPDATE = "due to concurrent update"  # BigQuery's text when it cancels a conflicting transaction
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # staging names say who wrote them
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_STAGING = re.compile(r"[a-z]+_tripdata_\d{4}_\d{2}_staging_(?P<writer>\w+)")  # any month's staging table
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def load_month(ds: Dataset, load: Load) -> int:
     staging = f"{ds.id}.{prefix}{writer}_{secrets.token_hex(3)}"
     phases.reached("bigquery.loading", month=load.month, uri=load.uri)
     with sink_errors(load.where):
-        _drop_leftovers(ds, prefix)
+        _drop_leftovers(ds)
         try:
             _stage(ds, load, staging)
             staged = _verify(ds, load, staging)
@@ -144,20 +145,23 @@ def _swap(ds: Dataset, load: Load, staging: str) -> None:
         delay = min(delay * 2, 30.0)
 
 
-def _drop_leftovers(ds: Dataset, prefix: str) -> None:
-    """Drop the month's staging tables of loads that ended without dropping their own.
+def _drop_leftovers(ds: Dataset) -> None:
+    """Drop the staging tables, of any month, of loads that ended without dropping their own.
 
-    A name carries its writer's host, pid and thread: one of this host whose process or
-    thread is gone (SIGKILL, or a load that failed while BigQuery was unreachable) is
-    dropped at once; one from elsewhere once older than twice the job timeout. Live loads
-    are never touched, so concurrent loads of one month each keep their own table.
+    Any month's, not only this one's: a worker killed between its month's commit and its drop
+    leaves a month that is done and never loaded again. A name carries its writer's host, pid
+    and thread: one of this host whose process or thread is gone (SIGKILL, or a load that
+    failed while BigQuery was unreachable) is dropped at once; one from elsewhere once older
+    than twice the job timeout. Live loads are never touched, so concurrent loads of one month
+    each keep their own table.
     """
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2 * ds.job_timeout)
     for item in ds.client.list_tables(ds.id, retry=ds.retry):
         name = item.table_id
-        if not name.startswith(prefix):
+        staging = _STAGING.fullmatch(name)
+        if staging is None:
             continue
-        host, pid, tid, *_ = [*name[len(prefix) :].split("_"), "", "", ""]
+        host, pid, tid, *_ = [*staging["writer"].split("_"), "", "", ""]
         gone = host == _HOST and pid.isdigit() and tid.isdigit() and _writer_gone(int(pid), int(tid))
         if gone or (item.created is not None and item.created < cutoff):
             ds.client.delete_table(f"{ds.id}.{name}", not_found_ok=True, retry=ds.retry)

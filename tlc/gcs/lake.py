@@ -9,6 +9,7 @@ generation precondition, so two writers on two hosts can never silently overwrit
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +40,12 @@ class Lake:
     def from_config(cls) -> Lake:
         cfg = GcsConfig()
         bucket = gcp.storage_client(cfg.project_id()).bucket(cfg.bucket_name())
-        return cls(bucket, cfg.prefix.strip("/"), cfg.location, cfg.retry_seconds)
+        return cls(bucket, cfg.lake_prefix(), cfg.location, cfg.retry_seconds)
+
+    @property
+    def where(self) -> tuple[str, str]:
+        """What identifies the lake (each task makes its own handle): bulk checks group by it."""
+        return self.bucket.name, self.prefix
 
     @property
     def retry(self) -> Any:
@@ -93,13 +99,21 @@ class Lake:
             pinned.download_to_filename(str(tmp), checksum="md5", retry=self.retry)
         return dest
 
-    def reader(self, blob: storage.Blob) -> Any:
+    def reader(self, blob: storage.Blob) -> _Reader:
         """A seekable reader of exactly this generation: Parquet is read by ranges, never whole."""
         pinned = self.bucket.blob(blob.name, generation=blob.generation)
-        return pinned.open("rb", chunk_size=8 << 20, retry=self.retry)
+        return _Reader(
+            pinned.open("rb", chunk_size=8 << 20, retry=self.retry), f"GCS read of gs://{blob.bucket.name}/{blob.name}"
+        )
 
-    def publish(self, source: storage.Blob, key: str, md5_hex: str, metadata: dict[str, str]) -> storage.Blob:
-        """Copy an object to ``key`` inside GCS (no bytes through this host) and verify what landed."""
+    def publish(
+        self, source: storage.Blob, key: str, md5_hex: str, metadata: dict[str, str], if_generation_match: int
+    ) -> storage.Blob:
+        """Copy an object to ``key`` inside GCS (no bytes through this host) and verify what landed.
+
+        Only over the generation the caller saw (0: only where nothing is): two writers cannot both
+        replace one month's object, the later with an older Parquet.
+        """
         target = self.bucket.blob(self.name(key))
         target.metadata = metadata
         target.content_type = source.content_type
@@ -107,7 +121,11 @@ class Lake:
             token = None
             while True:  # a rewrite of a large object may take several calls
                 token, _, _ = target.rewrite(
-                    source, token=token, if_source_generation_match=source.generation, retry=self.retry
+                    source,
+                    token=token,
+                    if_generation_match=if_generation_match,
+                    if_source_generation_match=source.generation,
+                    retry=self.retry,
                 )
                 if token is None:
                     break
@@ -156,3 +174,45 @@ class Lake:
             except gexc.PreconditionFailed:
                 return False
         return True
+
+
+class _Reader(io.RawIOBase):
+    """A ranged GCS reader whose failures are one ``SinkError`` line naming the object.
+
+    A read fails deep inside pyarrow or a COPY loop, far from any code that knows which object it
+    was; without this a lost connection or an object deleted mid-read surfaced as a client
+    traceback instead of the sink's one-line error.
+    """
+
+    def __init__(self, inner: Any, what: str) -> None:
+        super().__init__()
+        self._inner = inner
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        with gcp.sink_errors(self._what):
+            return self._inner.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")  # a buffer of wider items still counts bytes
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with gcp.sink_errors(self._what):
+            return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a read-only stream cannot lose data
+            self._inner.close()
+        super().close()

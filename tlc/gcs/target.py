@@ -1,6 +1,6 @@
 """When is a month published in the lake? ``GcsObject`` answers, for one month and for many at once.
 
-The published object (``{prefix}/v{S}/{color}/year=YYYY/month=MM/{stem}.parquet``) is the
+The published object (``{prefix}/v{S}/{color}/{YYYY}/{stem}.parquet``) is the
 month only when GCS's md5 of it (and its size) equal what the quality report recorded when
 the Parquet was written: a deleted, truncated, replaced or foreign object is not the month,
 and is published again. The generation of a matching object pins it: BigQuery's load
@@ -34,10 +34,10 @@ class GcsObject(SinkTarget[Lake]):
 
     @classmethod
     def _lookup(cls, targets: list[GcsObject]) -> list[storage.Blob | None]:
-        listings: dict[tuple[int, str], dict[str, storage.Blob]] = {}
+        listings: dict[tuple[tuple[str, str], str], dict[str, storage.Blob]] = {}
         found = []
         for t in targets:
-            where = (id(t.lake), t.month.color)
+            where = (t.lake.where, t.month.color)
             if where not in listings:
                 listings[where] = t.lake.listing(layout.color_prefix(t.month.color))
             found.append(listings[where].get(t.key))

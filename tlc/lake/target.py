@@ -47,10 +47,10 @@ class LakeParquet(luigi.Target):
     @classmethod
     def reports(cls, targets: list[LakeParquet]) -> list[QualityReport | None]:
         """The reports of many months: one listing per color, then only the reports that exist."""
-        listed: dict[tuple[int, str], set[str]] = {}
+        listed: dict[tuple[tuple[str, str], str], set[str]] = {}
         found = []
         for t in targets:
-            where = (id(t.lake), t.month.color)
+            where = (t.lake.where, t.month.color)
             if where not in listed:
                 listed[where] = set(t.lake.listing(layout.meta_prefix(t.month.color)))
             found.append(t.report() if t.report_key in listed[where] else None)
@@ -79,10 +79,10 @@ class LakeParquet(luigi.Target):
     def bulk_exists(cls, targets: list[LakeParquet]) -> list[bool]:
         """Many months from one listing per color of the reports and one of the published objects;
         a month not published yet is asked about its staged object alone."""
-        published: dict[tuple[int, str], dict[str, storage.Blob]] = {}
+        published: dict[tuple[tuple[str, str], str], dict[str, storage.Blob]] = {}
         done = []
         for t, report in zip(targets, cls.reports(targets), strict=True):
-            where = (id(t.lake), t.month.color)
+            where = (t.lake.where, t.month.color)
             if where not in published:
                 published[where] = t.lake.listing(layout.color_prefix(t.month.color))
             if not t.current(report):

@@ -101,7 +101,7 @@ class LakeViews:
             return cls(path, schema, str(root / "lake"), None)
         if cfg.duckdb_lake == "gcs":
             gcs = GcsConfig()
-            return cls(path, schema, f"gs://{gcs.bucket_name()}/{gcs.prefix.strip('/')}", GcsAccess.from_env())
+            return cls(path, schema, f"gs://{gcs.bucket_name()}/{gcs.lake_prefix()}", GcsAccess.from_env())
         raise InvalidInput(f"[tlc.publish] duckdb_lake {cfg.duckdb_lake!r} is not valid: use one of {', '.join(LAKES)}")
 
     def ref(self, name: str) -> str:
