@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,8 @@ from tlc.config import CleaningConfig, PathsConfig
 from tlc.errors import PipelineError, SourceKindChanged, SourceRefused, local_writes
 from tlc.lake.convert import convert_month
 from tlc.quality import SourceFacts
+
+logger = logging.getLogger("luigi-interface")
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -58,8 +61,18 @@ class ParquetFile(MonthTask):
 
     def _check_same_source(self, out: LakeParquet) -> None:
         """A month never switches source by itself (say, when new cleaning rules rebuild it):
-        ``python -m tlc.refresh --apply`` does it on request. Reports before the TLC source are the CSV's."""
+        ``python -m tlc.refresh --apply`` does it on request. Reports before the TLC source are the CSV's.
+
+        A rebuild under other cleaning rules is said aloud: hosts whose luigi.cfg differ would
+        otherwise rebuild and reload each other's months in silence, forever."""
         previous = out.report()
+        if previous is not None and previous.rules != out.rules:
+            logger.warning(
+                "%s: rebuilding a month made under cleaning rules %s, now %s (every host must have the same luigi.cfg)",
+                self.unit.label,
+                previous.rules or "none",
+                out.rules or "none",
+            )
         was = (previous.source.kind or "csv") if previous else self.unit.source
         if was != self.unit.source:
             raise SourceKindChanged(
@@ -73,6 +86,9 @@ class ParquetFile(MonthTask):
         with local_writes(f"writing the Parquet of {self.unit.label} under {PathsConfig().root()}"):
             source = raw.local()
             record = raw.record() or {}
+            # the Parquet about to be replaced loses its report first: a crash between the two never
+            # leaves this host a cached report that vouches for other bytes
+            out.report_path.unlink(missing_ok=True)
             try:
                 report = convert_month(
                     source, out.path, self.unit, rules=CleaningConfig().rules(), progress=self.reporter()

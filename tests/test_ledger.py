@@ -60,6 +60,23 @@ def test_a_new_parquet_marks_later_stages_stale(pipeline_env: Path) -> None:
     assert "stale" not in stages["gcs"] and stages["postgres"]["stale"] is True
 
 
+def test_a_manifest_of_another_shape_is_rewritten_not_a_failure_forever(pipeline_env: Path) -> None:
+    """An edited manifest (stages a list, an entry a string, history a dict) must not make every
+    later ``record`` of the month raise: the odd parts are dropped and the stage is recorded."""
+    lake, month = Lake.from_config(), Month("yellow", 2021, 2)
+    key = layout.manifest_key(month)
+    for odd in (
+        {"stages": ["gcs"], "history": {"x": 1}},
+        {"stages": {"gcs": "done", "bigquery": {"parquet_sha256": "a" * 64}}, "history": ["edited", {"stage": "gcs"}]},
+    ):
+        assert lake.write_json(key, odd)
+        manifest = ledger.record(lake, month, "postgres", {"parquet_sha256": "a" * 64})
+        assert manifest == ledger.read(lake, month)
+        assert isinstance(manifest["stages"]["postgres"], dict) and "gcs" not in manifest["stages"]
+        assert all(isinstance(h, dict) for h in manifest["history"]) and manifest["history"][-1]["stage"] == "postgres"
+    assert set(manifest["stages"]) == {"bigquery", "postgres"} and len(manifest["history"]) == 2
+
+
 def test_records_of_many_writers_at_once_are_all_kept(pipeline_env: Path) -> None:
     """Stages of one month finish at once on several hosts: each update is guarded by the manifest's
     generation, so a writer that lost the race reads again and none of the entries is lost."""

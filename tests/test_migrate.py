@@ -26,7 +26,10 @@ def to_old_layout(lake: Lake, data: Path) -> None:
     for key in (layout.manifest_key(MONTH), layout.quality_key(MONTH), layout.raw_key(MONTH)):
         lake.delete(lake.get(key))
     local_report = layout.quality_path(data, MONTH)
-    local_report.rename(layout.lake_path(data, MONTH).with_name(f"{MONTH.stem}.quality.json"))
+    doc = json.loads(local_report.read_text())
+    del doc["fingerprint"], doc["source"]["kind"]  # the first layout's reports had neither
+    layout.lake_path(data, MONTH).with_name(f"{MONTH.stem}.quality.json").write_text(json.dumps(doc))
+    local_report.unlink()
 
 
 def test_migration_keeps_every_stage_done_and_is_idempotent(
@@ -52,4 +55,5 @@ def test_migration_keeps_every_stage_done_and_is_idempotent(
     assert again.ok and again.ran == set() and source.requests == gets  # nothing fetched, converted or published
     assert not any(key.endswith(".manifest.json") for key in lake.listing(layout.color_prefix("yellow")))
     assert migrate([]) == 0 and "0 month(s) of the old layout" in capsys.readouterr().out
-    assert json.loads(layout.quality_path(pipeline_env, MONTH).read_text())["rows_written"] == 500
+    migrated = json.loads(layout.quality_path(pipeline_env, MONTH).read_text())
+    assert migrated["rows_written"] == 500 and migrated["fingerprint"] == {}

@@ -90,12 +90,19 @@ def unrecorded(lake: Lake, month: Month, stages: tuple[str, ...], report: Qualit
 def _updated(manifest: dict[str, Any], month: Month, stage: str, facts: dict[str, Any]) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     manifest.update(color=month.color, month=month.key, schema_version=SCHEMA_VERSION)
-    stages = manifest.setdefault("stages", {})
+    # A hand-edited or foreign manifest may hold anything: what is not the shape we write is
+    # dropped (the tasks write each stage again) rather than failing every later record.
+    stages = manifest["stages"] = (
+        {k: v for k, v in (manifest.get("stages") or {}).items() if isinstance(v, dict)}
+        if isinstance(manifest.get("stages"), dict)
+        else {}
+    )
     stages[stage] = {**facts, "recorded_at": now, "worker": worker()}
     for later, entry in stages.items():
         if _INPUT.get(later) == stage and entry.get(_MADE_FROM[later]) != facts.get("sha256"):
             entry["stale"] = True  # made from an older input; its task will redo it
-    history = manifest.setdefault("history", [])
+    kept = manifest.get("history")
+    history = manifest["history"] = [h for h in kept if isinstance(h, dict)] if isinstance(kept, list) else []
     made = facts.get("sha256") or facts.get("parquet_sha256")
     history.append({"stage": stage, "at": now, "worker": worker(), "sha256": made})
     del history[:-HISTORY]

@@ -11,8 +11,9 @@ every month this host has, or the bucket has a manifest of, this command:
 * uploads the local download, with its record, to the raw zone.
 
 It never overwrites what the new layout already holds, so it can be rerun; ``--dry-run`` only
-says what it would do. Without it, a month of the old layout is downloaded and converted once
-more by the next run (to the same bytes, so no warehouse reloads it).
+says what it would do. Run it on every host that converted months (each kept its reports on its
+own disk). A month nobody migrates is downloaded, converted and loaded again by the next run: the
+Parquet writer changed since, so its sha256 differs and every sink reloads it.
 """
 
 from __future__ import annotations
