@@ -68,6 +68,13 @@ def test_report_reconciles_then_turns_red_on_tampering(landed: Path, tmp_path: P
     assert rows["green  2021-01"].rstrip().endswith("ok")
     assert "2 month(s) do not reconcile" in page.read_text()
 
+    with closing(psycopg2.connect()) as conn, conn.cursor() as cur:  # every row there, another Parquet's marker
+        cur.execute("UPDATE tlc.load_markers SET parquet_sha256 = repeat('0', 64) WHERE color = 'green'")
+        conn.commit()
+    assert report(["--html", str(tmp_path / "again.html")]) == 1
+    green = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("green  2021-01"))
+    assert green.split()[2:7] == ["1,200"] * 5 and "postgres holds 1,200 rows that are not this Parquet's" in green
+
     require_chromium()
     dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "p1")
     assert "mismatch" in dom.stdout.decode() and "2021-02" in dom.stdout.decode()

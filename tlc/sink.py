@@ -23,12 +23,14 @@ H = TypeVar("H")  # the sink's handle: a Lake, a Dataset, a Database
 
 @dataclass(frozen=True)
 class SinkState:
-    """``rows`` the sink holds for the month (None: nothing there); ``done`` only when they are
-    exactly the rows of the Parquet the quality report describes; ``note`` says why not."""
+    """``rows`` the sink holds for the month (None: nothing there); ``holds``: they are exactly the
+    rows of the Parquet the quality report describes; ``done``: that, and the report was made
+    under the configuration in force; ``note`` says why not."""
 
     rows: int | None
     done: bool
     note: str = ""
+    holds: bool = False  # apart from ``done``: the report keeps a stale month apart from a wrong one
 
 
 class SinkTarget(luigi.Target, Generic[H]):
@@ -57,7 +59,7 @@ class SinkTarget(luigi.Target, Generic[H]):
         raise NotImplementedError
 
     def _judged(self, rows: int | None, matches: bool, report: QualityReport | None, note: str = "") -> SinkState:
-        return SinkState(rows, matches and self.parquet.current(report), note)
+        return SinkState(rows, matches and self.parquet.current(report), note, holds=matches)
 
     def observe(self) -> SinkState:
         return self._state(self._lookup_one(), self.parquet.report())

@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"manifest of no month: {stray}")
     Path(args.html).write_text(html_page(rows, skip))
     bad = [r for r in rows if r.status == "mismatch"]
-    print(f"\n{len(rows)} month(s); {len(bad) + len(strays)} mismatch(es); page: {Path(args.html).resolve()}")
+    stale = sum(r.status == "stale" for r in rows)
+    rebuilt = f"; {stale} stale (the next run rebuilds them)" if stale else ""
+    print(f"\n{len(rows)} month(s); {len(bad) + len(strays)} mismatch(es){rebuilt}; page: {Path(args.html).resolve()}")
     return 1 if bad or strays else 0
 
 

@@ -16,12 +16,13 @@ def table(rows: list[MonthRow], skip: set[str]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         cells = "".join(f"{'-' if r.counts.get(s) is None else f'{r.counts[s]:,}':>11}" for s in shown)
-        lines.append(f"{r.month.color:<7}{r.key:<9}{cells}  {r.status}{'  ' + '; '.join(r.notes) if r.notes else ''}")
+        remarks = "  " + "; ".join(r.remarks) if r.remarks else ""
+        lines.append(f"{r.month.color:<7}{r.key:<9}{cells}  {r.status}{remarks}")
     return "\n".join(lines)
 
 
 _COLOURS = {"yellow": "#e6b800", "green": "#2e8b57", "fhv": "#4a6fa5", "fhvhv": "#6d4c41"}
-_STATUS = {"ok": "#c8e6c9", "missing": "#eeeeee", "mismatch": "#ef9a9a"}
+_STATUS = {"ok": "#c8e6c9", "stale": "#fff59d", "missing": "#eeeeee", "mismatch": "#ef9a9a"}
 
 
 def html_page(rows: list[MonthRow], skip: set[str]) -> str:
@@ -53,12 +54,14 @@ def html_page(rows: list[MonthRow], skip: set[str]) -> str:
         for color in colors:
             r = by.get((color, key))
             status = r.status if r else "missing"
-            title = html.escape("; ".join(r.notes) if r and r.notes else status)
+            title = html.escape("; ".join(r.remarks) if r and r.remarks else status)
             cells.append(f'<td style="background:{_STATUS[status]}" title="{title}">{status}</td>')
         grid.append(f"<tr><th>{key}</th>{''.join(cells)}</tr>")
     grid.append("</table>")
     bad = sum(r.status == "mismatch" for r in rows)
+    stale = sum(r.status == "stale" for r in rows)
     verdict = f"{bad} month(s) do not reconcile" if bad else f"all {len(rows)} month(s) reconcile"
+    verdict += f"; {stale} stale (the next run rebuilds them)" if stale else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tlc-luigi reconciliation</title>
 <style>body{{font-family:sans-serif;margin:24px}} table{{border-collapse:collapse}}

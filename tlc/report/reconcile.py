@@ -24,7 +24,7 @@ from tlc.lake.target import LakeParquet
 from tlc.month import COLORS, Month
 from tlc.postgres.target import Database, PostgresMonth
 from tlc.quality import QualityReport
-from tlc.sink import SinkTarget
+from tlc.sink import SinkState, SinkTarget
 
 STAGES = ("source", "parquet", "gcs", "bigquery", "postgres")
 
@@ -35,6 +35,7 @@ class MonthRow:
     counts: dict[str, int | None] = field(default_factory=dict)
     quality: QualityReport | None = None
     notes: list[str] = field(default_factory=list)
+    stale: str = ""  # why every stage agrees yet the month is out of date (the next run rebuilds it)
 
     @property
     def key(self) -> str:
@@ -42,11 +43,20 @@ class MonthRow:
 
     @property
     def status(self) -> str:
-        """ok, or mismatch: a stage asked holds other rows, or none (a month half-landed), or a
-        note says why (other values, a manifest that disagrees, an object not the Parquet)."""
+        """mismatch: a stage asked holds other rows, or none (a month half-landed), or a note says
+        why (other values, a manifest that disagrees, an object not the Parquet); stale: every stage
+        agrees, under rules or a schema no longer configured (not an error: a rule change makes
+        every month stale until the runs that rebuild them); else ok."""
         expected = self.counts.get("parquet")
         asked = [self.counts[s] for s in STAGES[1:] if s in self.counts]
-        return "mismatch" if self.notes or expected is None or any(v != expected for v in asked) else "ok"
+        if self.notes or expected is None or any(v != expected for v in asked):
+            return "mismatch"
+        return "stale" if self.stale else "ok"
+
+    @property
+    def remarks(self) -> list[str]:
+        """What the printed table and the page show beside the status: the notes, then why stale."""
+        return self.notes + ([self.stale] if self.stale else [])
 
 
 _MANIFEST = re.compile(r"(?P<color>[a-z]+)_tripdata_(?P<month>\d{4}-\d{2})\.manifest\.json$")
@@ -76,6 +86,8 @@ def _local(row: MonthRow, parquet: LakeParquet, report: QualityReport | None) ->
     row.counts["parquet"] = parquet.rows(report) if report is not None else None
     if report is not None and row.counts["parquet"] is None:
         row.notes.append("the Parquet its report describes is not in the lake")
+    if report is not None and not parquet.current(report):
+        row.stale = "made under other cleaning rules or schema than configured: the next run rebuilds it"
 
 
 # Each sink's Target and the handle it needs; every Target takes (handle, month, parquet).
@@ -84,6 +96,13 @@ _SINK_TARGETS = {
     "bigquery": (BigQueryMonth, Dataset.from_config),
     "postgres": (PostgresMonth, Database.from_config),
 }
+
+
+def _held_yet_not_this_parquet(state: SinkState, row: MonthRow) -> bool:
+    """The right number of rows, yet not the Parquet's (marker or checksum other): a count alone
+    must never read as ok, nor may a stale month hide it."""
+    same_count = state.rows is not None and state.rows == row.counts["parquet"]
+    return same_count and row.quality is not None and not state.holds
 
 
 def _check_manifests(lake: Lake, rows: list[MonthRow]) -> None:
@@ -128,6 +147,8 @@ def reconcile(root: Path, skip: set[str]) -> tuple[list[MonthRow], list[str]]:
             row.counts[name] = state.rows
             if state.note:
                 row.notes.append(state.note)
+            elif _held_yet_not_this_parquet(state, row):
+                row.notes.append(f"{name} holds {state.rows:,} rows that are not this Parquet's")
         if hasattr(target, "fingerprints"):
             _check_values(target, name, rows, targets)
     _check_manifests(lake, rows)
