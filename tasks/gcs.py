@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import TYPE_CHECKING
 
 from tasks.params import MonthTask
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
     from tlc.gcs.lake import Lake
     from tlc.gcs.target import GcsObject
 
-STAGING_GRACE = dt.timedelta(days=1)  # a staged month older than this, and not published, is an orphan
+STAGING_GRACE = dt.timedelta(days=1)  # a staged copy younger than this is never cleaned up: a run may be at it
+logger = logging.getLogger("luigi-interface")
 
 # The Google clients are imported where a stage runs, not with the module: every luigi CLI
 # run imports every task module, and the clients would add ~0.3 s to each start.
@@ -44,16 +46,17 @@ class GCSObject(MonthTask):
             return False
 
     def _drop_staging(self, lake: Lake, published_from: storage.Blob) -> None:
-        """The staged copy this run published from, and staged copies of any month of the color
-        nobody published for a day (a run killed between staging and publishing, or between
-        publishing and this): never another run's fresh one. Any month's, since a month once
-        published is rarely published again."""
-        from tlc import layout
+        """The staged copy this run published from, and copies of any month of the color that
+        nothing will publish (``tlc.lake.staging``): any month's, since a month once published is
+        rarely published again. Housekeeping: a failure is a warning, never a failed publication."""
+        from tlc.lake import staging
 
-        cutoff = dt.datetime.now(dt.UTC) - STAGING_GRACE
-        for blob in lake.listing(layout.staged_color_prefix(self.unit.color)).values():
-            if blob.name == published_from.name or (blob.time_created is not None and blob.time_created < cutoff):
-                lake.delete(blob)
+        try:
+            staging.sweep(lake, self.unit.color, published_from, STAGING_GRACE)
+        except SinkError as exc:
+            logger.warning(
+                "%s: staged copies left in the lake (%s); the next publication tries again", self.unit.label, exc
+            )
 
     def make(self) -> None:
         out = self.output()

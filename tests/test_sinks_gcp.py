@@ -125,24 +125,33 @@ def test_damaged_remote_object_is_uploaded_again(
     assert bucket().blob(task.output().name).download_as_bytes() == good
 
 
-def test_publishing_drops_its_staged_copy_and_orphans_of_the_color_older_than_a_day(
+def test_publishing_drops_its_staged_copy_and_orphans_of_the_color_but_never_a_month_still_to_publish(
     pipeline_env: Path, gcp_env: dict, source: SourceServer, published: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jan, feb = (GCSObject(color="yellow", year=2021, month=m) for m in (1, 2))
-    assert run([jan]).ok
+    assert run([ParquetFile(color="yellow", year=2021, month=1)]).ok  # staged, still to publish
     lake = Lake.from_config()
-    staged = layout.staged_prefix(Month("yellow", 2021, 1))
-    assert lake.listing(staged) == {}  # published: its staged copy is gone
-    orphan = layout.staged_key(Month("yellow", 2021, 3), "ab" * 32)  # a run killed before publishing
+    pending = lake.listing(layout.staged_prefix(Month("yellow", 2021, 1)))
+    assert len(pending) == 1
+    orphan = layout.staged_key(Month("yellow", 2021, 3), "ab" * 32)  # no report names it
     other_color = layout.staged_key(Month("green", 2021, 3), "ab" * 32)
     for key in (orphan, other_color):
         lake.bucket.blob(lake.name(key)).upload_from_string(b"PAR1")
     assert run([feb]).ok
+    assert lake.listing(layout.staged_prefix(Month("yellow", 2021, 2))) == {}  # published: its copy is gone
     assert lake.get(orphan) is not None  # younger than a day: perhaps another run about to publish it
-    monkeypatch.setattr(gcs_task, "STAGING_GRACE", dt.timedelta(0))  # now every older copy is an orphan
+    monkeypatch.setattr(gcs_task, "STAGING_GRACE", dt.timedelta(0))  # now every copy is old enough
     lake.delete(lake.get(layout.lake_key(Month("yellow", 2021, 2))))
     assert run([feb]).ok
     assert lake.get(orphan) is None and lake.get(other_color) is not None
+    assert lake.listing(layout.staged_prefix(Month("yellow", 2021, 1))).keys() == pending.keys()  # kept
+    assert ParquetFile(color="yellow", year=2021, month=1).complete()
+    result = run([jan])
+    assert (
+        result.ok
+        and jan.task_id in result.ran
+        and ParquetFile(color="yellow", year=2021, month=1).task_id not in result.ran
+    )
     assert lake.listing(layout.staged_color_prefix("yellow")) == {}
 
 

@@ -1,0 +1,56 @@
+"""Clean-up of staged Parquet in the lake: what a publication may delete, and what it must keep.
+
+A staged copy is how a converted month waits for ``GCSObject``, on any host; ``ParquetFile``
+counts as done while it is there. So age alone never makes a copy an orphan: a month staged
+yesterday and not yet published (the lake was away, the run was killed) is exactly what the
+next run publishes. A copy is dropped only when nothing will publish it: its month's quality
+report names another Parquet (superseded), or the published object already holds it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import TYPE_CHECKING
+
+from tlc import layout, quality
+from tlc.errors import PipelineError
+from tlc.lake.target import holds
+from tlc.month import Month
+
+if TYPE_CHECKING:
+    from google.cloud import storage
+
+    from tlc.gcs.lake import Lake
+
+_STAGED = re.compile(
+    r"_staging/v\d+/(?P<color>[a-z]+)/(?P=color)_tripdata_(?P<year>\d{4})-(?P<month>\d{2})\.(?P<sha12>[0-9a-f]{12})\.parquet"
+)
+
+
+def sweep(lake: Lake, color: str, published_from: storage.Blob, grace: dt.timedelta) -> list[str]:
+    """Delete the copy just published from, and the color's copies older than ``grace`` that
+    nothing will publish; return the keys deleted. Another run's fresh copy is never touched."""
+    cutoff = dt.datetime.now(dt.UTC) - grace
+    dropped = []
+    for key, blob in lake.listing(layout.staged_color_prefix(color)).items():
+        old = blob.time_created is not None and blob.time_created < cutoff
+        if blob.name == published_from.name or (old and not _pending(lake, key)):
+            lake.delete(blob)
+            dropped.append(key)
+    return dropped
+
+
+def _pending(lake: Lake, key: str) -> bool:
+    """The copy is the Parquet its month's report names, and no published object holds it yet."""
+    found = _STAGED.fullmatch(key)
+    if found is None:
+        return False
+    try:
+        month = Month(found["color"], int(found["year"]), int(found["month"]))
+    except PipelineError:  # no valid month: nothing will ever publish it
+        return False
+    report = quality.parse(lake.read_json(layout.quality_key(month))[0])
+    if report is None or not report.parquet.sha256.startswith(found["sha12"]):
+        return False
+    return not holds(lake.get(layout.lake_key(month)), report)
