@@ -126,8 +126,7 @@ def leftover_tables(name: str) -> list[str]:
     """Staging tables left in the test's BigQuery dataset and Postgres schema. A load killed
     mid-way leaves none in Postgres (its transaction) and none in BigQuery once the month is
     loaded again; one killed between its BigQuery commit and its drop may leave its table until
-    the next BigQuery load of any month on this host (``_drop_leftovers``): such a table must
-    be of a month the test checked done."""
+    the next BigQuery load of any month on this host (``_drop_leftovers``)."""
     cfg = BigQueryConfig()
     ds = Dataset(gcp.bigquery_client(cfg.project_id(), cfg.api_endpoint(), cfg.location), name, 30, 60)
     found = [t.table_id for t in ds.client.list_tables(ds.id) if "_staging_" in t.table_id]

@@ -17,6 +17,7 @@ decorators and ``MERGE ... INSERT ROW``):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -27,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from google.api_core import exceptions as gexc
 from google.cloud import bigquery
@@ -40,9 +42,28 @@ from tlc.identifiers import month_table_name
 from tlc.month import Month
 
 _CONCURRENT_UPDATE = "due to concurrent update"  # BigQuery's text when it cancels a conflicting transaction
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # staging names say who wrote them
+# A live load takes at most its load job, its check query, the swap's retry window and a last
+# query, each bounded by the job timeout: another host's staging table older than this many
+# job timeouts is no live load's.
+_LIVE_LOAD_TIMEOUTS = 6
+
+
+def _host_id() -> str:
+    """Who this host is, for staging names: the hostname, and the boot and process-id namespace,
+    so containers sharing a hostname never take each other's live loads for dead ones."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:8]
+
+
+_HOST = _host_id()  # staging names say who wrote them
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_STAGING = re.compile(r"[a-z]+_tripdata_\d{4}_\d{2}_staging_(?P<writer>\w+)")  # any month's staging table
+# Any month's staging table, exactly as load_month names it: a user's table is never matched.
+_STAGING = re.compile(
+    r"[a-z]+_tripdata_\d{4}_\d{2}_staging_(?P<host>[0-9a-f]{8})_(?P<pid>\d+)_(?P<tid>\d+)_[0-9a-f]{6}"
+)
 
 
 @dataclass(frozen=True)
@@ -152,17 +173,16 @@ def _drop_leftovers(ds: Dataset) -> None:
     leaves a month that is done and never loaded again. A name carries its writer's host, pid
     and thread: one of this host whose process or thread is gone (SIGKILL, or a load that
     failed while BigQuery was unreachable) is dropped at once; one from elsewhere once older
-    than twice the job timeout. Live loads are never touched, so concurrent loads of one month
+    than a live load can be (``_LIVE_LOAD_TIMEOUTS``). Live loads are never touched, so concurrent loads of one month
     each keep their own table.
     """
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2 * ds.job_timeout)
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=_LIVE_LOAD_TIMEOUTS * ds.job_timeout)
     for item in ds.client.list_tables(ds.id, retry=ds.retry):
         name = item.table_id
         staging = _STAGING.fullmatch(name)
         if staging is None:
             continue
-        host, pid, tid, *_ = [*staging["writer"].split("_"), "", "", ""]
-        gone = host == _HOST and pid.isdigit() and tid.isdigit() and _writer_gone(int(pid), int(tid))
+        gone = staging["host"] == _HOST and _writer_gone(int(staging["pid"]), int(staging["tid"]))
         if gone or (item.created is not None and item.created < cutoff):
             ds.client.delete_table(f"{ds.id}.{name}", not_found_ok=True, retry=ds.retry)
 
