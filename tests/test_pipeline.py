@@ -143,3 +143,11 @@ def test_cli_names_color_month_and_url_of_a_missing_month(pipeline_env: Path, so
     assert "DownloadCSV(color=green, year=2020, month=5)" in line
     assert f"HTTP 404 for {source.url}/green/green_tripdata_2020-05.csv.gz" in line
     assert "Traceback" not in proc.stderr
+
+
+def test_starting_the_cli_imports_neither_pandas_nor_the_bigquery_client() -> None:
+    """Every ``luigi --module tasks`` start imports ``tasks``: pandas and the BigQuery client
+    (0.2 s, which it imports pandas for) must wait until a BigQuery task runs."""
+    code = "import sys, tasks; print(sorted(m for m in ('pandas', 'google.cloud.bigquery') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

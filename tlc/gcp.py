@@ -13,15 +13,19 @@ import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import bigquery, storage
+from google.cloud import storage
 from google.cloud.storage import retry as _storage_retry  # noqa: F401 - makes storage.retry importable
 from requests import exceptions as rexc
 
 from tlc.errors import SinkError
+
+if TYPE_CHECKING:  # the BigQuery client imports pandas (0.2 s): only processes that use it pay
+    from google.cloud import bigquery
 
 
 def storage_client(project: str) -> storage.Client:
@@ -44,6 +48,8 @@ def bigquery_client(project: str, endpoint: str, location: str) -> bigquery.Clie
 
 @functools.lru_cache(maxsize=8)
 def _bigquery_client(project: str, endpoint: str, location: str, pid: int) -> bigquery.Client:
+    from google.cloud import bigquery
+
     if endpoint:
         return bigquery.Client(
             project=project,
@@ -59,6 +65,8 @@ def storage_retry(seconds: float) -> Retry:
 
 
 def bigquery_retry(seconds: float) -> Retry:
+    from google.cloud import bigquery
+
     return bigquery.DEFAULT_RETRY.with_timeout(seconds)
 
 
