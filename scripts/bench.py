@@ -79,12 +79,18 @@ def measure(name: str, cmd: list[str], env: dict[str, str]) -> Result:
     return Result(name, seconds, kilobytes / 1024)
 
 
+_BUCKETS: dict[Path, str] = {}
+
+
 def luigi_month(task: str, year: int, month: int, data: Path, env: dict[str, str], keep: bool = False) -> list[str]:
     """The luigi CLI for one month; ``keep`` reuses earlier stages' outputs (the lake bucket named
     after ``data``, and ``data`` itself as this host's cache), else both start empty."""
     if not keep:
         shutil.rmtree(data, ignore_errors=True)
-        env["TLC_GCS_BUCKET"] = f"bench-{data.name}-{uuid.uuid4().hex[:8]}"
+        _BUCKETS[data] = f"bench-{data.name}-{uuid.uuid4().hex[:8]}"
+    if data not in _BUCKETS:
+        raise SystemExit(f"bench: {data} has no lake yet: run a stage into it with keep=False first")
+    env["TLC_GCS_BUCKET"] = _BUCKETS[data]  # each data directory's own lake, whatever ran since
     env["TLC_DATA_DIR"] = str(data)
     luigi = Path(sys.executable).with_name("luigi")
     return [
