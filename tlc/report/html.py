@@ -25,6 +25,14 @@ _COLOURS = {"yellow": "#e6b800", "green": "#2e8b57", "fhv": "#4a6fa5", "fhvhv": 
 _STATUS = {"ok": "#c8e6c9", "stale": "#fff59d", "missing": "#eeeeee", "mismatch": "#ef9a9a"}
 
 
+def _verdict(rows: list[MonthRow]) -> tuple[int, str]:
+    """Months that do not reconcile, and the page's one-line verdict (stale months are no failure)."""
+    bad = sum(r.status == "mismatch" for r in rows)
+    stale = sum(r.status == "stale" for r in rows)
+    verdict = f"{bad} month(s) do not reconcile" if bad else f"all {len(rows)} month(s) reconcile"
+    return bad, verdict + (f"; {stale} stale (the next run rebuilds them)" if stale else "")
+
+
 def html_page(rows: list[MonthRow], skip: set[str]) -> str:
     """One file, no scripts or network: inline SVG charts, a coverage grid, the quality view."""
     months = sorted({r.key for r in rows})
@@ -58,10 +66,7 @@ def html_page(rows: list[MonthRow], skip: set[str]) -> str:
             cells.append(f'<td style="background:{_STATUS[status]}" title="{title}">{status}</td>')
         grid.append(f"<tr><th>{key}</th>{''.join(cells)}</tr>")
     grid.append("</table>")
-    bad = sum(r.status == "mismatch" for r in rows)
-    stale = sum(r.status == "stale" for r in rows)
-    verdict = f"{bad} month(s) do not reconcile" if bad else f"all {len(rows)} month(s) reconcile"
-    verdict += f"; {stale} stale (the next run rebuilds them)" if stale else ""
+    bad, verdict = _verdict(rows)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tlc-luigi reconciliation</title>
 <style>body{{font-family:sans-serif;margin:24px}} table{{border-collapse:collapse}}
