@@ -18,12 +18,17 @@ row carries ``source_month`` anyway, which readers filter on (row-group statisti
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from tlc.errors import PipelineError
 from tlc.month import Month
 from tlc.schema import SCHEMA_VERSION
 
 _V = f"v{SCHEMA_VERSION}"
+_STAGED = re.compile(
+    rf"_staging/{_V}/(?P<color>[a-z]+)/(?P=color)_tripdata_(?P<year>\d{{4}})-(?P<month>\d{{2}})\.(?P<sha12>[0-9a-f]{{12}})\.parquet"
+)
 RAW_SUFFIXES = {"csv": ".csv.gz", "parquet": ".parquet"}  # per source kind (Month.source)
 
 
@@ -46,6 +51,18 @@ def raw_key(month: Month) -> str:
 def staged_key(month: Month, sha256: str) -> str:
     """A converted month awaiting publication, named by content so two conversions never collide."""
     return f"{staged_prefix(month)}{sha256[:12]}.parquet"
+
+
+def staged_month(key: str) -> tuple[Month, str] | None:
+    """The month and sha256 prefix a staged key names (``staged_key`` read back); None for any
+    other key, or one naming no valid month."""
+    found = _STAGED.fullmatch(key)
+    if found is None:
+        return None
+    try:
+        return Month(found["color"], int(found["year"]), int(found["month"])), found["sha12"]
+    except PipelineError:
+        return None
 
 
 def staged_prefix(month: Month) -> str:

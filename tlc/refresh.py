@@ -22,10 +22,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from tlc import layout, ledger, quality
+from tlc import layout, ledger
 from tlc.config import PathsConfig, SourceConfig
 from tlc.errors import PipelineError
 from tlc.gcs.lake import Lake
+from tlc.lake.target import lake_report
 from tlc.month import COLORS, Month, month_units, parse_colors, parse_span
 from tlc.sources.http import changed, redact_url, remote_validators
 from tlc.sources.kinds import NAMES, month_url
@@ -34,7 +35,7 @@ from tlc.sources.kinds import NAMES, month_url
 def made_from(lake: Lake, month: Month, recorded: dict) -> str:
     """The source kind the month's Parquet was made from (its quality report says), else the one the
     ledger's ``source`` entry names; records older than the TLC source are the CSV releases'."""
-    report = quality.parse(lake.read_json(layout.quality_key(month))[0])
+    report = lake_report(lake, month)
     return (report.source.kind if report else recorded.get("kind")) or "csv"
 
 

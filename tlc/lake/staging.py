@@ -10,22 +10,15 @@ report names another Parquet (superseded), or the published object already holds
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import TYPE_CHECKING
 
-from tlc import layout, quality
-from tlc.errors import PipelineError
-from tlc.lake.target import holds
-from tlc.month import Month
+from tlc import layout
+from tlc.lake.target import holds, lake_report
 
 if TYPE_CHECKING:
     from google.cloud import storage
 
     from tlc.gcs.lake import Lake
-
-_STAGED = re.compile(
-    r"_staging/v\d+/(?P<color>[a-z]+)/(?P=color)_tripdata_(?P<year>\d{4})-(?P<month>\d{2})\.(?P<sha12>[0-9a-f]{12})\.parquet"
-)
 
 
 def sweep(lake: Lake, color: str, published_from: storage.Blob, grace: dt.timedelta) -> list[str]:
@@ -43,14 +36,11 @@ def sweep(lake: Lake, color: str, published_from: storage.Blob, grace: dt.timede
 
 def _pending(lake: Lake, key: str) -> bool:
     """The copy is the Parquet its month's report names, and no published object holds it yet."""
-    found = _STAGED.fullmatch(key)
-    if found is None:
+    staged = layout.staged_month(key)
+    if staged is None:  # no valid month: nothing will ever publish it
         return False
-    try:
-        month = Month(found["color"], int(found["year"]), int(found["month"]))
-    except PipelineError:  # no valid month: nothing will ever publish it
-        return False
-    report = quality.parse(lake.read_json(layout.quality_key(month))[0])
-    if report is None or not report.parquet.sha256.startswith(found["sha12"]):
+    month, sha12 = staged
+    report = lake_report(lake, month)
+    if report is None or not report.parquet.sha256.startswith(sha12):
         return False
     return not holds(lake.get(layout.lake_key(month)), report)

@@ -32,6 +32,12 @@ def holds(blob: storage.Blob | None, report: QualityReport) -> bool:
     )
 
 
+def lake_report(lake: Lake, month: Month) -> QualityReport | None:
+    """The month's quality report as the lake holds it, typed; None while there is no whole one."""
+    doc, _ = lake.read_json(layout.quality_key(month))
+    return quality.parse(doc)
+
+
 class LakeParquet(luigi.Target):
     def __init__(self, lake: Lake, root: Path, month: Month, rules: dict[str, Any]) -> None:
         self.lake, self.month, self.rules = lake, month, rules
@@ -41,8 +47,7 @@ class LakeParquet(luigi.Target):
 
     def report(self) -> QualityReport | None:
         """The month's quality report, typed; None while there is no whole one."""
-        doc, _ = self.lake.read_json(self.report_key)
-        return quality.parse(doc)
+        return lake_report(self.lake, self.month)
 
     @classmethod
     def reports(cls, targets: list[LakeParquet]) -> list[QualityReport | None]:
