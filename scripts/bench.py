@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts import bench_parquet, bench_postgres
-from scripts.make_sample_data import month_path, write_month
+from scripts.make_sample_data import made_once, month_path, write_month
 from scripts.stack import Stack
 from tlc import layout
 from tlc.month import Month
@@ -151,12 +151,12 @@ def main() -> int:
     source = Path(stack.dir.load_state()["http"]["root"])
     months = [((2021, 1), args.rows)] + ([] if args.skip_big else [(BIG, 5 * args.rows)])
     for (year, month), rows in months:
-        path = month_path(source, "yellow", year, month)
-        marker = path.with_name(path.name + f".rows-{rows}")
-        if not marker.exists():
-            print(f"generating yellow {year}-{month:02d} with {rows:,} rows ...", flush=True)
-            write_month(source, "yellow", year, month, rows=rows, seed=1)
-            marker.touch()
+        made_once(
+            month_path(source, "yellow", year, month),
+            rows,
+            lambda y=year, m=month, n=rows: write_month(source, "yellow", y, m, rows=n, seed=1),
+            f"yellow {year}-{month:02d}",
+        )
     size_mb = month_path(source, "yellow", 2021, 1).stat().st_size / 1e6
     url = f"{env['TLC_SOURCE_URL']}/yellow/yellow_tripdata_2021-01.csv.gz"
 

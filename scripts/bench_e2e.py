@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from scripts.bench import ROWS, Result, measure
-from scripts.make_sample_data import month_path, write_month
+from scripts.make_sample_data import made_once, month_path, write_month
 from scripts.sample_parquet import parquet_path, write_parquet_month
 from scripts.stack import Stack
 from tlc.month import resolve_source
@@ -192,12 +192,12 @@ def main() -> int:
     small = months_from((2018, 1), args.noop_months)
     try:
         for year, month in big:
-            path = month_path(source, "yellow", year, month)
-            marker = path.with_name(path.name + f".rows-{args.rows}")
-            if not marker.exists():
-                print(f"generating yellow {year}-{month:02d} ({args.rows:,} rows) ...", flush=True)
-                write_month(source, "yellow", year, month, rows=args.rows, seed=year * 100 + month)
-                marker.touch()
+            made_once(
+                month_path(source, "yellow", year, month),
+                args.rows,
+                lambda y=year, m=month: write_month(source, "yellow", y, m, rows=args.rows, seed=y * 100 + m),
+                f"yellow {year}-{month:02d}",
+            )
         total = args.rows * len(big)
         first, last = (f"{y}-{m:02d}" for y, m in (big[0], big[-1]))
         print(f"\nend to end: {len(big)} yellow months, {total:,} rows: source -> lake -> BigQuery + Postgres")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from scripts.make_sample_data import made_once
 from scripts.sample_parquet import parquet_path, write_parquet_month
 from tlc import schema
 
@@ -92,16 +93,15 @@ def pandas_args(src: Path, year: int, month: int, codec: str = "gzip") -> list[s
 
 def publish(source: Path, rows: int, skip_big: bool) -> list[Path]:
     """The 1x (and 5x) months at the TLC layout of the bench's source directory, made once."""
-    made = []
-    for (year, month), n in [(MONTH, rows)] + ([] if skip_big else [(BIG, 5 * rows)]):
-        path = parquet_path(source, "yellow", year, month)
-        marker = path.with_name(path.name + f".rows-{n}")
-        if not marker.exists():
-            print(f"generating yellow {year}-{month:02d} in the TLC's Parquet layout, {n:,} rows ...", flush=True)
-            write_parquet_month(source, "yellow", year, month, rows=n, seed=1)
-            marker.touch()
-        made.append(path)
-    return made
+    return [
+        made_once(
+            parquet_path(source, "yellow", year, month),
+            n,
+            lambda y=year, m=month, n=n: write_parquet_month(source, "yellow", y, m, rows=n, seed=1),
+            f"yellow {year}-{month:02d} in the TLC's Parquet layout",
+        )
+        for (year, month), n in [(MONTH, rows)] + ([] if skip_big else [(BIG, 5 * rows)])
+    ]
 
 
 def run(env: dict[str, str], source: Path, out: Path, rows: int, skip_big: bool) -> None:

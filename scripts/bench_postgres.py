@@ -256,7 +256,7 @@ def run(
 def main() -> int:
     """Generate and convert a month, start a throwaway PostgreSQL, run the three loads, print them."""
     from scripts.bench import ROWS
-    from scripts.make_sample_data import write_month
+    from scripts.make_sample_data import made_once, month_path, write_month
     from scripts.stack import Stack
     from tlc.lake.convert import convert_month
 
@@ -269,12 +269,12 @@ def main() -> int:
     out = (ROOT / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    csv_gz = out / "src" / "yellow" / "yellow_tripdata_2021-01.csv.gz"
-    marker = csv_gz.with_name(csv_gz.name + f".rows-{args.rows}")
-    if not marker.exists():
-        print(f"generating yellow 2021-01 with {args.rows:,} rows ...", flush=True)
-        write_month(out / "src", "yellow", 2021, 1, rows=args.rows, seed=1)
-        marker.touch()
+    csv_gz = made_once(
+        month_path(out / "src", "yellow", 2021, 1),
+        args.rows,
+        lambda: write_month(out / "src", "yellow", 2021, 1, rows=args.rows, seed=1),
+        "yellow 2021-01",
+    )
     month = Month("yellow", 2021, 1)
     parquet = layout.lake_path(out / "lake-src", month)
     report = convert_month(csv_gz, parquet, month)

@@ -19,7 +19,7 @@ import argparse
 import gzip
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -621,6 +621,18 @@ def write_month(
             pending = pool.submit(gz.write, data)
         if pending is not None:
             pending.result()
+    return path
+
+
+def made_once(path: Path, rows: int, write: Callable[[], object], what: str) -> Path:
+    """A benchmark's month at ``path``, generated only when it is not there at this size: making it
+    takes longer than what is measured. A ``.rows-N`` marker, touched once the atomic write is
+    done, says the file is whole and of N rows."""
+    marker = path.with_name(path.name + f".rows-{rows}")
+    if not marker.exists():
+        print(f"generating {what}, {rows:,} rows ...", flush=True)
+        write()
+        marker.touch()
     return path
 
 
