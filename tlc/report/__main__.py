@@ -13,7 +13,7 @@ from pathlib import Path
 from tlc.config import PathsConfig
 from tlc.errors import PipelineError
 from tlc.report.html import html_page, table
-from tlc.report.reconcile import reconcile
+from tlc.report.reconcile import reconcile, stale_note
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"manifest of no month: {stray}")
     Path(args.html).write_text(html_page(rows, skip))
     bad = [r for r in rows if r.status == "mismatch"]
-    stale = sum(r.status == "stale" for r in rows)
-    rebuilt = f"; {stale} stale (the next run rebuilds them)" if stale else ""
+    rebuilt = stale_note(rows)
     print(f"\n{len(rows)} month(s); {len(bad) + len(strays)} mismatch(es){rebuilt}; page: {Path(args.html).resolve()}")
     return 1 if bad or strays else 0
 

@@ -7,7 +7,7 @@ import html
 
 from tlc.month import COLORS
 from tlc.report import quality_view
-from tlc.report.reconcile import STAGES, MonthRow
+from tlc.report.reconcile import STAGES, MonthRow, stale_note
 
 
 def table(rows: list[MonthRow], skip: set[str]) -> str:
@@ -28,9 +28,8 @@ _STATUS = {"ok": "#c8e6c9", "stale": "#fff59d", "missing": "#eeeeee", "mismatch"
 def _verdict(rows: list[MonthRow]) -> tuple[int, str]:
     """Months that do not reconcile, and the page's one-line verdict (stale months are no failure)."""
     bad = sum(r.status == "mismatch" for r in rows)
-    stale = sum(r.status == "stale" for r in rows)
     verdict = f"{bad} month(s) do not reconcile" if bad else f"all {len(rows)} month(s) reconcile"
-    return bad, verdict + (f"; {stale} stale (the next run rebuilds them)" if stale else "")
+    return bad, verdict + stale_note(rows)
 
 
 def html_page(rows: list[MonthRow], skip: set[str]) -> str:

@@ -59,6 +59,12 @@ class MonthRow:
         return self.notes + ([self.stale] if self.stale else [])
 
 
+def stale_note(rows: list[MonthRow]) -> str:
+    """What the printed summary and the page add for stale months: no failure, a rebuild to come."""
+    stale = sum(r.status == "stale" for r in rows)
+    return f"; {stale} stale (the next run rebuilds them)" if stale else ""
+
+
 _MANIFEST = re.compile(r"(?P<color>[a-z]+)_tripdata_(?P<month>\d{4}-\d{2})\.manifest\.json$")
 
 
