@@ -13,12 +13,22 @@ import pytest
 from luigi.task_register import Register
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+# The real TLC samples (see its README): beside the clone, as on the build machines and in CI;
+# TLC_SHARED_DATA points elsewhere.
+SHARED = Path(os.environ.get("TLC_SHARED_DATA") or ROOT.parent / "shared" / "data")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.sourceserver import SourceServer  # noqa: E402
 from tlc import phases  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Without the real samples, one line before collection, not a traceback from a test module."""
+    if not (SHARED / "README.md").is_file():
+        raise pytest.UsageError(
+            f"the real TLC samples are not at {SHARED}: clone next to shared/data, or set TLC_SHARED_DATA"
+        )
 
 
 @pytest.fixture(autouse=True)

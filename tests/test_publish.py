@@ -29,14 +29,13 @@ import yaml
 
 from scripts.make_sample_data import write_month
 from tasks import GCSObject, IngestMonth
+from tests.conftest import ROOT, SHARED
 from tests.luigirun import run
 from tlc import layout
 from tlc.bigquery.dataset import Dataset
 from tlc.publish.__main__ import main as publish
 from tlc.publish.columns import renamed
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 DBT_PROJECT = ROOT / "tests" / "dbt_project"
 ROWS = 600
 LANDED = [("yellow", 1), ("yellow", 2), ("green", 1), ("fhv", 1)]  # 2021; green 2021-02 is never landed

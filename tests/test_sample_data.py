@@ -18,8 +18,8 @@ import pytest
 
 from scripts import make_sample_data as msd
 from scripts.make_sample_data import write_month
+from tests.conftest import SHARED
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 TS = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
@@ -51,7 +51,7 @@ def _sha(path: Path) -> str:
 def test_header_line_is_byte_identical_to_the_real_file(
     tmp_path: Path, real_file: str, color: str, year: int, month: int, layout: str | None
 ) -> None:
-    real = REAL / real_file
+    real = SHARED / real_file
     if not real.exists():
         pytest.skip(f"real sample {real} not available")
     real_first = real.read_bytes().split(b"\n", 1)[0] + b"\n"  # keeps the \r of CRLF files
