@@ -5,13 +5,18 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+import requests
 
 from scripts.make_sample_data import write_month
 from tasks import ParquetFile
 from tests.luigirun import run
 from tests.sourceserver import SourceServer
 from tlc import layout, ledger
+from tlc.errors import SinkError
 from tlc.gcs.lake import Lake
 from tlc.month import Month
 from tlc.refresh import main as refresh
@@ -99,3 +104,31 @@ def test_records_of_many_writers_at_once_are_all_kept(pipeline_env: Path) -> Non
     manifest = ledger.read(lake, month)
     assert set(manifest["stages"]) == {"source", "gcs", "bigquery", "postgres"}
     assert sorted(h["stage"] for h in manifest["history"]) == sorted(stage for stage, _ in writers)
+
+
+def test_a_record_read_whose_bytes_fail_their_checksum_is_read_again_then_one_line(pipeline_env: Path) -> None:
+    """fake-gcs-server can serve a record being replaced with bytes its checksum does not match
+    (and a network can): the read is tried again; if it never matches, one line names the object."""
+    lake, month = Lake.from_config(), Month("green", 2021, 1)
+    ledger.record(lake, month, "source", {"sha256": "c" * 64})
+    real, spoiled = requests.Session.request, []
+
+    def spoiling(times: int) -> Callable[..., requests.Response]:
+        def request(self: requests.Session, verb: str, url: str, *args: object, **kwargs: object) -> requests.Response:
+            response = real(self, verb, url, *args, **kwargs)
+            if verb == "GET" and "alt=media" in url and len(spoiled) < times:
+                spoiled.append(url)
+                response.headers["X-Goog-Hash"] = "crc32c=AAAAAA==,md5=AAAAAAAAAAAAAAAAAAAAAA=="
+            return response
+
+        return request
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(requests.Session, "request", spoiling(times=1))
+        assert ledger.read(lake, month)["stages"]["source"]["sha256"] == "c" * 64
+        assert len(spoiled) == 1  # the first read was refused, the second kept
+        spoiled.clear()
+        mp.setattr(requests.Session, "request", spoiling(times=99))
+        with pytest.raises(SinkError, match=r"^GCS read of gs://\S+manifest\.json failed: DataCorruption: ") as err:
+            ledger.read(lake, month)
+    assert "\n" not in str(err.value) and len(spoiled) == 3

@@ -20,6 +20,7 @@ from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.storage import retry as _storage_retry  # noqa: F401 - makes storage.retry importable
+from google.resumable_media.common import DataCorruption  # a download whose bytes fail their checksum
 from requests import exceptions as rexc
 
 from tlc.errors import SinkError
@@ -77,7 +78,7 @@ def sink_errors(what: str) -> Iterator[None]:
         yield
     except SinkError:
         raise
-    except (gexc.GoogleAPIError, rexc.RequestException, TimeoutError, ConnectionError) as exc:
+    except (gexc.GoogleAPIError, rexc.RequestException, TimeoutError, ConnectionError, DataCorruption) as exc:
         cause = exc
         if isinstance(exc, gexc.RetryError) and exc.cause is not None:
             cause = exc.cause

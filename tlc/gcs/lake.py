@@ -18,6 +18,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
+from google.resumable_media.common import DataCorruption
 
 from tlc import gcp, layout
 from tlc.atomic import atomic_path
@@ -25,6 +26,8 @@ from tlc.config import GcsConfig
 from tlc.errors import SinkError
 from tlc.gcs import objects
 from tlc.month import Month
+
+_RECORD_READS = 3  # reads of a small record whose bytes fail their checksum, before it is an error
 
 
 @dataclass(frozen=True)
@@ -143,15 +146,23 @@ class Lake:
     def read_json(self, key: str) -> tuple[dict[str, Any] | None, int]:
         """A small JSON record and the generation those very bytes are (0 when absent), in one
         request: the generation comes with the download. An unreadable record reads as absent."""
-        blob = self.bucket.blob(self.name(key))
-        with self._errors("read", key):
-            try:
-                data = blob.download_as_bytes(retry=self.retry)
-                if not blob.generation:  # a server that does not say: ask, then read exactly that one
-                    blob = self.bucket.get_blob(self.name(key), retry=self.retry)
-                    data = blob.download_as_bytes(if_generation_match=blob.generation, retry=self.retry)
-            except (gexc.NotFound, gexc.PreconditionFailed, AttributeError):
-                return None, 0  # gone, or replaced between two calls: read as absent, the caller retries
+        for attempt in range(1, _RECORD_READS + 1):
+            blob = self.bucket.blob(self.name(key))
+            with self._errors("read", key):
+                try:
+                    data = blob.download_as_bytes(retry=self.retry)
+                    if not blob.generation:  # a server that does not say: ask, then read exactly that one
+                        blob = self.bucket.get_blob(self.name(key), retry=self.retry)
+                        data = blob.download_as_bytes(if_generation_match=blob.generation, retry=self.retry)
+                except (gexc.NotFound, gexc.PreconditionFailed, AttributeError):
+                    return None, 0  # gone, or replaced between two calls: read as absent, the caller retries
+                except DataCorruption:
+                    # Bytes that fail their checksum: fake-gcs-server serves a record being replaced
+                    # that way, a network can too. A record is small: read it again.
+                    if attempt < _RECORD_READS:
+                        continue
+                    raise
+            break
         generation = int(blob.generation)
         try:
             doc = json.loads(data)
